@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite offline on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false
+export PYTHONHASHSEED=0
+.venv/bin/ruff check magicpose tests scripts
+exec .venv/bin/python -m pytest "$@"
