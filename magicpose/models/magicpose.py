@@ -1,0 +1,211 @@
+"""MagicPoseModel: frozen SD UNet + appearance UNet (reference bank) + pose ControlNet, and Image-CFG.
+
+Shapes (einops notation): latents `b c h w`, text embeddings `b l d`, pose maps `b 3 H W` in [0, 1] at pixel size
+(H = h * vae_scale_factor). A batch of B targets may share R references (R divides B, layout `(n r)`, see
+`magicpose.models.attention`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from diffusers import ControlNetModel, UNet2DConditionModel
+from torch import nn
+
+from magicpose.models.attention import (
+    BANK_KWARG,
+    AttentionBackend,
+    ReferenceBank,
+    install_plain_attention,
+    install_reference_reader,
+    install_reference_writer,
+)
+
+GuidanceMode = Literal["controlnet_important", "balance"]
+GUIDANCE_MODES: tuple[str, ...] = ("controlnet_important", "balance")
+PoseResiduals = tuple[list[torch.Tensor], torch.Tensor]
+
+
+class MagicPoseModel(nn.Module):
+    """Predicts the noise (or v) of target latents given a reference latent, a pose map and text.
+
+    The main UNet is frozen and stays in eval mode whatever `train()` is called with; the appearance UNet and the
+    pose ControlNet are the trainable parts (stage 1 trains the appearance UNet alone, with `controlnet=None`).
+    """
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        appearance_unet: UNet2DConditionModel,
+        controlnet: ControlNetModel | None = None,
+        attention: AttentionBackend = "sdpa",
+    ) -> None:
+        super().__init__()
+        self.unet = unet
+        self.appearance_unet = appearance_unet
+        self.controlnet = controlnet
+        install_reference_reader(unet, attention)
+        install_reference_writer(appearance_unet, attention)
+        if controlnet is not None:
+            install_plain_attention(controlnet, attention)
+        unet.requires_grad_(False)
+        unet.eval()
+
+    def train(self, mode: bool = True) -> MagicPoseModel:
+        super().train(mode)
+        self.unet.eval()  # frozen: no dropout, and DDP sees no parameter of it
+        return self
+
+    def encode_reference(
+        self, reference_latents: torch.Tensor, timestep: torch.Tensor | int, encoder_hidden_states: torch.Tensor
+    ) -> ReferenceBank:
+        """Run the appearance UNet once on `r c h w` reference latents; return its recorded `attn1` inputs.
+
+        The original feeds the clean reference latent at the target's timestep; the caller chooses what to pass.
+        The appearance UNet's own output (its `conv_out`) is not used.
+        """
+        bank = ReferenceBank()
+        n_refs = reference_latents.shape[0]
+        self.appearance_unet(
+            reference_latents,
+            _per_item(timestep, n_refs, reference_latents.device),
+            encoder_hidden_states=_first(encoder_hidden_states, n_refs),
+            cross_attention_kwargs={BANK_KWARG: bank},
+            return_dict=False,
+        )
+        return bank
+
+    def pose_residuals(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | int,
+        encoder_hidden_states: torch.Tensor,
+        pose_images: torch.Tensor,
+        conditioning_scale: float = 1.0,
+    ) -> PoseResiduals:
+        """ControlNet residuals for the 12 skip connections (on SD-1.5) and the middle block."""
+        if self.controlnet is None:
+            raise ValueError("this MagicPoseModel has no pose ControlNet (stage 1 model)")
+        down, mid = self.controlnet(
+            sample,
+            timestep,
+            encoder_hidden_states=encoder_hidden_states,
+            controlnet_cond=pose_images.to(sample.dtype),
+            conditioning_scale=conditioning_scale,
+            return_dict=False,
+        )
+        return list(down), mid
+
+    def denoise(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | int,
+        encoder_hidden_states: torch.Tensor,
+        reference_bank: ReferenceBank | None = None,
+        residuals: PoseResiduals | None = None,
+    ) -> torch.Tensor:
+        """One main-UNet pass. Without bank and residuals this is the plain, frozen SD UNet."""
+        down, mid = residuals if residuals is not None else (None, None)
+        return self.unet(
+            sample,
+            timestep,
+            encoder_hidden_states=encoder_hidden_states,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+            cross_attention_kwargs=None if reference_bank is None else {BANK_KWARG: reference_bank},
+            return_dict=False,
+        )[0]
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | int,
+        encoder_hidden_states: torch.Tensor,
+        reference_latents: torch.Tensor | None = None,
+        pose_images: torch.Tensor | None = None,
+        conditioning_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """Training-style forward: `b c h w` noisy latents -> prediction, with every condition given.
+
+        `reference_latents` is `r c h w` with r dividing b; reference r serves items b % r and takes the timestep
+        and text of item r. Pass `pose_images=None` for stage 1 (no pose) and `reference_latents=None` to drop
+        the appearance branch.
+        """
+        bank = None
+        if reference_latents is not None:
+            n_refs = reference_latents.shape[0]
+            ref_t = _first(_per_item(timestep, sample.shape[0], sample.device), n_refs)
+            bank = self.encode_reference(reference_latents, ref_t, encoder_hidden_states)
+        residuals = None
+        if pose_images is not None:
+            residuals = self.pose_residuals(sample, timestep, encoder_hidden_states, pose_images, conditioning_scale)
+        return self.denoise(sample, timestep, encoder_hidden_states, bank, residuals)
+
+
+@dataclass
+class GuidanceInputs:
+    """What one denoising step needs besides the latents; built once per generation.
+
+    `text` / `uncond_text` are `1 l d` (broadcast over frames); `pose_images` is `f 3 H W` for the current frames;
+    `reference_bank` is None when the appearance branch is off.
+    """
+
+    text: torch.Tensor
+    uncond_text: torch.Tensor
+    pose_images: torch.Tensor | None
+    reference_bank: ReferenceBank | None
+
+
+def guided_prediction(
+    model: MagicPoseModel,
+    latents: torch.Tensor,
+    timestep: torch.Tensor | int,
+    inputs: GuidanceInputs,
+    guidance_scale: float,
+    mode: GuidanceMode = "controlnet_important",
+    conditioning_scale: float = 1.0,
+) -> torch.Tensor:
+    """Image-CFG for `f c h w` latents that all share one reference bank.
+
+    - `controlnet_important` (the paper's Image-CFG): `eps_u + s * (eps_c - eps_u)`, where eps_c has the reference
+      bank, the pose residuals and the prompt, and eps_u is the plain frozen UNet with the negative prompt (or the
+      prompt when none is given, as the original did). No ControlNet pass is spent on eps_u.
+    - `balance`: ordinary text CFG, reference and pose in both halves, one batched pass.
+    A scale of 1 skips the unconditional pass in both modes.
+    """
+    if mode not in GUIDANCE_MODES:
+        raise ValueError(f"unknown guidance mode {mode!r} (choose from {', '.join(GUIDANCE_MODES)})")
+    frames = latents.shape[0]
+    use_cfg = guidance_scale != 1.0
+    if mode == "balance" and use_cfg:
+        sample = torch.cat([latents, latents])
+        text = torch.cat([inputs.uncond_text.expand(frames, -1, -1), inputs.text.expand(frames, -1, -1)])
+        pose = None if inputs.pose_images is None else torch.cat([inputs.pose_images, inputs.pose_images])
+        eps_u, eps_c = _conditional(model, sample, timestep, text, pose, inputs, conditioning_scale).chunk(2)
+        return eps_u + guidance_scale * (eps_c - eps_u)
+
+    text = inputs.text.expand(frames, -1, -1)
+    eps_c = _conditional(model, latents, timestep, text, inputs.pose_images, inputs, conditioning_scale)
+    if not use_cfg:
+        return eps_c
+    eps_u = model.denoise(latents, timestep, inputs.uncond_text.expand(frames, -1, -1))
+    return eps_u + guidance_scale * (eps_c - eps_u)
+
+
+def _conditional(model, sample, timestep, text, pose, inputs: GuidanceInputs, conditioning_scale: float):
+    residuals = None
+    if pose is not None:
+        residuals = model.pose_residuals(sample, timestep, text, pose, conditioning_scale)
+    return model.denoise(sample, timestep, text, inputs.reference_bank, residuals)
+
+
+def _per_item(timestep: torch.Tensor | int, batch: int, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(timestep, device=device)
+    return t.expand(batch) if t.ndim == 0 else t
+
+
+def _first(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The first n items of a batch-first tensor, broadcasting a batch of 1."""
+    return x.expand(n, *x.shape[1:]) if x.shape[0] == 1 else x[:n]

@@ -1,0 +1,247 @@
+"""MagicPosePipeline: animate a reference image with a sequence of pose maps (inference only).
+
+Per denoising step the appearance UNet runs once on the reference; its bank serves every frame and both guidance
+halves. Frames are denoised in batches of `frames_per_batch`; each batch keeps its own copy of the scheduler so that
+multistep schedulers see one consistent sample history.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
+from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from magicpose.models.attention import AttentionBackend
+from magicpose.models.components import ModelSpec, build_components
+from magicpose.models.magicpose import GUIDANCE_MODES, GuidanceInputs, GuidanceMode, MagicPoseModel, guided_prediction
+
+
+@dataclass
+class MagicPoseOutput(BaseOutput):
+    """`frames`: a list of PIL images, a `f h w 3` float array in [0, 1] (`np`), or `f c h w` latents (`latent`)."""
+
+    frames: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+class MagicPosePipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->appearance_unet->controlnet->unet->vae"
+    _optional_components = ["controlnet"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        appearance_unet: UNet2DConditionModel,
+        controlnet: ControlNetModel | None,
+        scheduler: SchedulerMixin,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            appearance_unet=appearance_unet,
+            controlnet=controlnet,
+            scheduler=scheduler,
+        )
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
+        self.pose_processor = VaeImageProcessor(
+            vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False
+        )
+        self.attention: AttentionBackend = "sdpa"
+        self._model: MagicPoseModel | None = None
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> MagicPosePipeline:
+        """Build from a model spec: local pretrained folders and/or seeded random init (see `build_components`)."""
+        pipe = cls(**build_components(spec))
+        pipe.set_attention_backend(spec.attention)
+        return pipe
+
+    def set_attention_backend(self, backend: AttentionBackend) -> None:
+        """`sdpa` (PyTorch scaled-dot-product attention, the default) or `xformers` (CUDA only)."""
+        if backend not in ("sdpa", "xformers"):
+            raise ValueError(f"unknown attention backend {backend!r} (choose 'sdpa' or 'xformers')")
+        self.attention = backend
+        self._model = None
+
+    @property
+    def magicpose_model(self) -> MagicPoseModel:
+        """The wiring of unet / appearance_unet / controlnet, rebuilt if a component was swapped."""
+        model = self._model
+        parts = (self.unet, self.appearance_unet, self.controlnet)
+        if model is None or (model.unet, model.appearance_unet, model.controlnet) != parts:
+            model = self._model = MagicPoseModel(*parts, attention=self.attention)
+        return model
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """`1 l d` CLIP embedding of one prompt (padded to the tokenizer's max length, as SD does)."""
+        ids = self.tokenizer(
+            prompt,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids.to(self._execution_device))[0].to(self.unet.dtype)
+
+    @torch.no_grad()
+    def encode_reference_image(self, image: PipelineImageInput, height: int, width: int) -> torch.Tensor:
+        """`1 c h w` latent of the reference (posterior mode: deterministic), scaled for the UNet."""
+        pixels = self.image_processor.preprocess(image, height=height, width=width)
+        pixels = pixels.to(self._execution_device, self.vae.dtype)
+        return self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
+
+    def prepare_poses(self, pose_images: PipelineImageInput, height: int, width: int) -> torch.Tensor:
+        """`f 3 h w` pose maps in [0, 1] at pixel size."""
+        poses = self.pose_processor.preprocess(pose_images, height=height, width=width)
+        return poses.to(self._execution_device, self.unet.dtype)
+
+    def _check_inputs(self, pose_images, guidance_mode: str, frames_per_batch: int) -> None:
+        if guidance_mode not in GUIDANCE_MODES:
+            raise ValueError(f"guidance_mode must be one of {GUIDANCE_MODES}, got {guidance_mode!r}")
+        if frames_per_batch < 1:
+            raise ValueError(f"frames_per_batch must be >= 1, got {frames_per_batch}")
+        if pose_images is None and self.controlnet is not None:
+            raise ValueError("pose_images is required")
+        if pose_images is not None and self.controlnet is None:
+            raise ValueError("this pipeline has no pose ControlNet: pass pose_images=None and num_frames=")
+
+    def _initial_latents(
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        shared_noise: bool,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+    ) -> torch.Tensor:
+        shape = (1 if shared_noise else num_frames, self.unet.config.in_channels)
+        shape += (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
+        elif latents.shape[0] not in (1, num_frames) or latents.shape[1:] != shape[1:]:
+            raise ValueError(f"latents must be (1 or {num_frames}, {', '.join(map(str, shape[1:]))}), got {tuple(latents.shape)}")
+        latents = latents.to(self._execution_device, self.unet.dtype) * self.scheduler.init_noise_sigma
+        return latents.expand(num_frames, -1, -1, -1).clone()
+
+    def _step_kwargs(self, scheduler: SchedulerMixin, generator, eta: float) -> dict:
+        params = set(inspect.signature(scheduler.step).parameters)
+        kwargs = {}
+        if "eta" in params:
+            kwargs["eta"] = eta
+        if "generator" in params:
+            kwargs["generator"] = generator
+        return kwargs
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        reference_image: PipelineImageInput | None,
+        pose_images: PipelineImageInput | None,
+        prompt: str = "",
+        negative_prompt: str | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.0,
+        guidance_mode: GuidanceMode = "controlnet_important",
+        controlnet_conditioning_scale: float = 1.0,
+        frames_per_batch: int = 8,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        shared_noise: bool = True,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> MagicPoseOutput | tuple:
+        """Generate one frame per pose map, all in the appearance of `reference_image`.
+
+        Args:
+            reference_image: the person to animate; `None` switches the appearance branch off.
+            pose_images: OpenPose maps (PIL images, a list of them, or a `f 3 h w` tensor in [0, 1]).
+            guidance_mode: `controlnet_important` (Image-CFG: guide on reference + pose against the plain UNet) or
+                `balance` (text CFG with reference and pose in both halves).
+            frames_per_batch: frames denoised together; results do not depend on it.
+            shared_noise: one initial noise for all frames (the original's choice, steadier video) or one per frame.
+            num_frames: only for a pipeline without ControlNet; otherwise the number of pose maps.
+            output_type: `pil`, `np` or `latent`.
+        """
+        self._check_inputs(pose_images, guidance_mode, frames_per_batch)
+        device = self._execution_device
+        if pose_images is not None:
+            height, width = self.pose_processor.get_default_height_width(_first_image(pose_images), height, width)
+            poses = self.prepare_poses(pose_images, height, width)
+            num_frames = poses.shape[0]
+        else:
+            poses = None
+            default = self.unet.config.sample_size * self.vae_scale_factor
+            height, width = height or default, width or default
+            if not num_frames:
+                raise ValueError("num_frames is required without pose images")
+
+        model = self.magicpose_model
+        text = self.encode_prompt(prompt)
+        if guidance_mode == "balance":
+            uncond_text = self.encode_prompt(negative_prompt or "")
+        else:
+            uncond_text = text if negative_prompt is None else self.encode_prompt(negative_prompt)
+        reference = None
+        if reference_image is not None:
+            reference = self.encode_reference_image(reference_image, height, width)
+
+        latents = self._initial_latents(num_frames, height, width, shared_noise, generator, latents)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        batches = [slice(i, i + frames_per_batch) for i in range(0, num_frames, frames_per_batch)]
+        schedulers = [copy.deepcopy(self.scheduler) for _ in batches]
+        step_kwargs = self._step_kwargs(self.scheduler, generator, eta)
+
+        with self.progress_bar(total=len(self.scheduler.timesteps) * len(batches)) as progress:
+            for t in self.scheduler.timesteps:
+                bank = None if reference is None else model.encode_reference(reference, t, text)
+                for frames, scheduler in zip(batches, schedulers):
+                    inputs = GuidanceInputs(text, uncond_text, None if poses is None else poses[frames], bank)
+                    sample = scheduler.scale_model_input(latents[frames], t)
+                    eps = guided_prediction(
+                        model, sample, t, inputs, guidance_scale, guidance_mode, controlnet_conditioning_scale
+                    )
+                    latents[frames] = scheduler.step(eps, t, latents[frames], **step_kwargs, return_dict=False)[0]
+                    progress.update()
+
+        frames_out = self._decode(latents, output_type, frames_per_batch)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames_out,)
+        return MagicPoseOutput(frames=frames_out)
+
+    def _decode(self, latents: torch.Tensor, output_type: str, frames_per_batch: int):
+        if output_type == "latent":
+            return latents
+        images = [
+            self.vae.decode(latents[i : i + frames_per_batch] / self.vae.config.scaling_factor, return_dict=False)[0]
+            for i in range(0, latents.shape[0], frames_per_batch)
+        ]
+        return self.image_processor.postprocess(torch.cat(images), output_type=output_type)
+
+
+def _first_image(images: PipelineImageInput):
+    if isinstance(images, list):
+        return images[0]
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return images[:1]
+    return images
