@@ -17,7 +17,15 @@ from PIL import Image
 
 import magicpose
 from magicpose.config import to_container
-from magicpose.data.media import hstack, load_image, read_frames, to_square, write_gif, write_video
+from magicpose.data.media import (
+    hstack,
+    list_images,
+    load_image,
+    read_frames,
+    to_square,
+    write_gif,
+    write_video,
+)
 from magicpose.errors import UserError
 from magicpose.models.components import ModelSpec
 from magicpose.models.magicpose import GUIDANCE_MODES
@@ -124,6 +132,7 @@ def _run_record(config: Any, request: AnimateRequest, n_frames: int, device: tor
         "command": "animate",
         "reference": str(request.reference),
         "poses": str(request.poses),
+        "pose_files": [p.name for p in list_images(request.poses)] if request.poses.is_dir() else None,
         "num_frames": n_frames,
         "seed": config.inference.seed,
         "device": str(device),

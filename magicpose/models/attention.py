@@ -179,7 +179,7 @@ class ReferenceReadProcessor(BankAwareProcessor):
 
 
 def self_attention_names(unet: nn.Module) -> list[str]:
-    """Names of the `attn1` modules of the transformer blocks, in forward order (16 on SD-1.5)."""
+    """Names of the `attn1` modules of the transformer blocks (16 on SD-1.5), in registration order."""
     return [name for name, module in unet.named_modules() if isinstance(module, Attention) and name.endswith("attn1")]
 
 

@@ -127,7 +127,7 @@ def load_component(name: str, folder: Path) -> Any:
             return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
         if name == "scheduler":
             return load_scheduler(folder)
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError) as err:
         raise UserError(f"{folder}: cannot load {name} ({_first_line(err)})") from err
     raise ValueError(f"unknown component {name!r}")
 

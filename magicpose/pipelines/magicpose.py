@@ -22,7 +22,13 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from magicpose.models.attention import AttentionBackend
 from magicpose.models.components import ModelSpec, build_components
-from magicpose.models.magicpose import GUIDANCE_MODES, GuidanceInputs, GuidanceMode, MagicPoseModel, guided_prediction
+from magicpose.models.magicpose import (
+    GUIDANCE_MODES,
+    GuidanceInputs,
+    GuidanceMode,
+    MagicPoseModel,
+    guided_prediction,
+)
 
 
 @dataclass
