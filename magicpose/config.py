@@ -114,8 +114,8 @@ def _check_keys(schema_node: Any, data: Any, source: str, prefix: str) -> None:
         return
     if OmegaConf.get_type(schema_node) is dict:  # a plain Dict[str, ...] field: keys are data, not schema
         return
-    valid = [str(k) for k in schema_node.keys()]
-    for key in data.keys():
+    valid = [str(k) for k in schema_node]
+    for key in data:
         full = f"{prefix}{key}"
         if key not in schema_node:
             raise UserError(f"{source}: unknown key '{full}'{_suggest(str(key), valid, prefix)}")
