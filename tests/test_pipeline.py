@@ -140,3 +140,13 @@ def test_builder_names_missing_folders():
         build_components(tiny_spec(pretrained="/nonexistent/MagicPose", components=None))
     with pytest.raises(UserError, match="unknown component"):
         build_components(tiny_spec(paths={"unett": "x"}))
+
+
+def test_xformers_backend_is_refused_clearly_when_unavailable():
+    try:
+        import xformers  # noqa: F401
+    except ImportError:
+        with pytest.raises(UserError, match="xformers is not installed"):
+            build_components(tiny_spec(attention="xformers"))
+    with pytest.raises(UserError, match="unknown backend"):
+        build_components(tiny_spec(attention="flash"))
