@@ -79,8 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_animate(sub)
+    for add_parser in _command_registrars():
+        add_parser(sub)
     _add_benchmark(sub)
     return parser
+
+
+def _command_registrars():
+    """Commands defined next to their code; each module keeps heavy imports inside its handler."""
+    from magicpose.data.toy import add_parser as toy_data
+
+    return [toy_data]
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,1027 @@
+"""A procedural "toy dance world": a TikTok-format dataset a tiny MagicPose model can learn on a CPU.
+
+Every video is one cartoon dancer (an *identity*: skin, hair, clothes, background) performing one smooth
+random dance (a *motion*: joint angles as sums of sinusoids). Each frame is written four ways, paired by
+file name, in the project's TikTok layout (see `magicpose.data.tiktok`)::
+
+    ROOT/train_set/video_0000/0000.png              the rendered frame (RGB)
+    ROOT/pose_map_train_set/video_0000/0000.png     OpenPose map of the same keypoints (body, hands, face)
+    ROOT/keypoints_train_set/video_0000/0000.json   the keypoints as OpenPose JSON
+    ROOT/mask_train_set/video_0000/0000.png         the dancer's exact mask (0/255)
+    ROOT/test_set/...                               the same four trees, other identities and dances
+    ROOT/toy_world.json                             version, seed, arguments, every video's identity
+
+Why it is learnable but not trivial: the pose map alone fixes where every limb is but not its colours, and
+the reference frame alone fixes the colours but not the limbs, so a model must use both. The figure is
+built from a few large flat-coloured shapes (capsule limbs, a torso polygon, a head disc with hair), so
+32-64 px is enough to learn it, and it fills most of the frame's height, like a TikTok dancer.
+
+The renderer draws from the keypoints only (`render_person(identity, keypoints, size)`), so the pose map,
+the JSON and the picture always agree. Edges are hard (no anti-aliasing): every pixel outside the mask is
+exactly the background. Everything is seeded: the same arguments give byte-identical files (with the same
+numpy and OpenCV builds; keypoints are rounded to 1/100 px so tiny float differences rarely show).
+
+Building blocks, usable on their own::
+
+    rng = np.random.default_rng(0)
+    identity = sample_identity(rng)
+    motion = dance_motion(rng, frames=48)           # one dict of angles (and placement) per frame
+    keypoints = pose_keypoints(motion[0], size=128)  # PersonKeypoints in pixels
+    image, mask = render_person(identity, keypoints, size=128)
+    every_frame = motion_keypoints(motion, size=128)  # vectorised: a whole video at once
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import functools
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+import numpy as np
+
+from magicpose.errors import UserError
+
+if TYPE_CHECKING:  # the pose module imports cv2: keep it out of `magicpose --help`
+    from magicpose.pose.openpose import PersonKeypoints
+
+# Bump whenever the same arguments would write different files.
+TOY_WORLD_VERSION = 1
+WORLD_FILE = "toy_world.json"
+SPLITS: tuple[str, ...] = ("train", "test")
+TREES: tuple[str, ...] = ("{split}_set", "pose_map_{split}_set", "keypoints_{split}_set", "mask_{split}_set")
+MIN_SIZE, MAX_SIZE = 32, 1024
+
+RGB: TypeAlias = tuple[int, int, int]
+Motion: TypeAlias = dict[str, float]
+
+# ----------------------------------------------------------------------------------------------------------
+# Body geometry, in "body units": the standing figure (ankle to hair top, plus shoes) is about 1 tall.
+# Coordinates are image-like (x right, y down) with the pelvis (mid-hip) at the origin.
+# ----------------------------------------------------------------------------------------------------------
+
+TORSO = 0.31  # pelvis -> neck
+SHOULDER = 0.105  # half shoulder width
+HIP = 0.07  # half hip width
+UPPER_ARM, FOREARM, HAND = 0.15, 0.135, 0.075
+THIGH, SHIN = 0.235, 0.225
+HEAD_R = 0.085  # head disc radius
+HEAD_UP = 0.115  # neck -> head centre
+FOOT = 0.05  # shoes reach this far below the ankle
+PAD = 0.05  # limb thickness and hair beyond the keypoints, kept inside the canvas too
+MARGIN = 0.02  # free border of the canvas, as a fraction of its side
+
+# Ranges of the motion channels (radians unless noted). Each video uses a random sub-range of each.
+CHANNELS: dict[str, tuple[float, float]] = {
+    "lean": (-0.2, 0.2),  # torso sway about the pelvis
+    "turn": (-0.5, 0.5),  # body yaw: narrows shoulders and hips by cos(turn)
+    "head_yaw": (-0.55, 0.55),
+    "head_roll": (-0.25, 0.25),
+    "r_shoulder": (0.05, 2.75), "l_shoulder": (0.05, 2.75),  # upper arm from hanging (0) to raised (pi)
+    "r_elbow": (-1.7, 1.9), "l_elbow": (-1.7, 1.9),  # forearm relative to upper arm; < 0 bends inwards
+    "r_wrist": (-0.6, 0.6), "l_wrist": (-0.6, 0.6),
+    "r_grip": (0.0, 1.0), "l_grip": (0.0, 1.0),  # 0 open hand, 1 fist
+    "r_hip": (-0.08, 0.5), "l_hip": (-0.08, 0.5),  # thigh outwards from vertical
+    "r_knee": (0.0, 0.9), "l_knee": (0.0, 0.9),  # knee bend: shin swings back inwards
+    "mouth": (0.0, 1.0),  # closed .. wide open
+    "brows": (-1.0, 1.0),  # frown .. raised
+    "gaze": (-1.0, 1.0),  # pupils left .. right
+    "step": (-1.0, 1.0),  # side step, scaled to what fits in the frame
+}  # fmt: skip
+_FAST_CHANNELS = frozenset({"mouth", "brows", "gaze"})  # faces move faster than limbs
+
+# OpenPose COCO-18 body rows.
+NOSE, NECK, R_SH, R_EL, R_WR, L_SH, L_EL, L_WR = range(8)
+R_HIP, R_KNEE, R_ANK, L_HIP, L_KNEE, L_ANK, R_EYE, L_EYE, R_EAR, L_EAR = range(8, 18)
+
+# ----------------------------------------------------------------------------------------------------------
+# Identities
+# ----------------------------------------------------------------------------------------------------------
+
+SKIN_TONES: tuple[RGB, ...] = (
+    (255, 224, 196), (241, 194, 160), (224, 172, 125), (198, 134, 66), (141, 85, 36), (92, 56, 32),
+)  # fmt: skip
+HAIR_COLOURS: tuple[RGB, ...] = (
+    (25, 20, 20), (60, 40, 30), (110, 70, 40), (215, 180, 110), (160, 65, 30), (175, 175, 175),
+)  # fmt: skip
+EYE_WHITE: RGB = (245, 245, 240)
+PUPIL: RGB = (30, 25, 25)
+MOUTH_INSIDE: RGB = (70, 20, 25)
+MIN_CLOTH_DISTANCE = 70.0  # RGB distance between neighbouring garments (and skin)
+MIN_BACKGROUND_DISTANCE = 60.0  # RGB distance between the background and every colour of the figure
+
+
+@dataclass(frozen=True)
+class Background:
+    """`plain` (colour), `gradient` (colour -> colour2 along `angle`) or `checker` (`cells` across)."""
+
+    kind: str
+    colour: RGB
+    colour2: RGB
+    angle: float = 0.0
+    cells: int = 8
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a dancer looks like; everything a model must copy from the reference frame."""
+
+    skin: RGB
+    hair: RGB
+    hair_style: str  # short | long | bun
+    shirt: RGB
+    pattern: str  # plain | stripes
+    stripe: RGB  # second shirt colour (stripes only)
+    sleeves: str  # none | short | long
+    trousers: RGB
+    legs: str  # long | shorts
+    shoes: RGB
+    build: float  # limb and torso thickness factor
+    background: Background
+
+    def to_json(self) -> dict:
+        """Plain JSON-able dict (colours as [r, g, b])."""
+        return asdict(self)
+
+
+def _rgb(values: Sequence[float]) -> RGB:
+    r, g, b = (int(round(min(max(v, 0.0), 255.0))) for v in values)
+    return r, g, b
+
+
+def _hsv(h: float, s: float, v: float) -> RGB:
+    return _rgb([c * 255.0 for c in colorsys.hsv_to_rgb(h % 1.0, s, v)])
+
+
+def _distance(a: Sequence[float], b: Sequence[float]) -> float:
+    return math.dist(a, b)
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str], weights: Sequence[float]) -> str:
+    p = np.asarray(weights, np.float64)
+    return str(options[int(rng.choice(len(options), p=p / p.sum()))])
+
+
+def _skin(rng: np.random.Generator) -> RGB:
+    """A point between two neighbouring skin tones, slightly jittered."""
+    i = int(rng.integers(len(SKIN_TONES) - 1))
+    w = rng.random()
+    mix = [(1 - w) * a + w * b for a, b in zip(SKIN_TONES[i], SKIN_TONES[i + 1])]
+    return _rgb(np.asarray(mix) + rng.normal(0.0, 6.0, 3))
+
+
+def _hair(rng: np.random.Generator) -> RGB:
+    if rng.random() < 0.12:  # dyed
+        return _hsv(rng.random(), rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.9))
+    base = HAIR_COLOURS[int(rng.integers(len(HAIR_COLOURS)))]
+    return _rgb(np.asarray(base) + rng.normal(0.0, 8.0, 3))
+
+
+def _cloth(rng: np.random.Generator) -> RGB:
+    """Mostly saturated colours (easy to tell apart at 32 px), sometimes white, grey or black."""
+    if rng.random() < 0.2:
+        return _hsv(0.0, 0.0, float(rng.choice([0.12, 0.45, 0.92])))
+    return _hsv(rng.random(), rng.uniform(0.35, 0.95), rng.uniform(0.3, 0.95))
+
+
+def _trouser(rng: np.random.Generator) -> RGB:
+    if rng.random() < 0.5:  # jeans, black, khaki, grey
+        base = ((45, 70, 120), (30, 30, 35), (190, 165, 120), (110, 110, 115))[int(rng.integers(4))]
+        return _rgb(np.asarray(base) + rng.normal(0.0, 8.0, 3))
+    return _cloth(rng)
+
+
+def _distinct(
+    rng: np.random.Generator,
+    sample: Callable[[np.random.Generator], RGB],
+    avoid: Sequence[RGB],
+    min_dist: float,
+) -> RGB:
+    """A sample at least `min_dist` from every colour in `avoid` (else the farthest of 64 tries)."""
+    best, best_dist = None, -1.0
+    for _ in range(64):
+        colour = sample(rng)
+        dist = min((_distance(colour, a) for a in avoid), default=math.inf)
+        if dist >= min_dist:
+            return colour
+        if dist > best_dist:
+            best, best_dist = colour, dist
+    return best
+
+
+def _sample_background(rng: np.random.Generator) -> Background:
+    kind = _pick(rng, ("plain", "gradient", "checker"), (0.5, 0.3, 0.2))
+    h, s, v = rng.random(), rng.uniform(0.05, 0.6), rng.uniform(0.35, 0.95)
+    colour = _hsv(h, s, v)
+    if kind == "gradient":
+        v2 = v + (-1.0 if v > 0.65 else 1.0) * rng.uniform(0.15, 0.3)
+        colour2 = _hsv(h + rng.uniform(-0.08, 0.08), s, v2)
+    elif kind == "checker":
+        colour2 = _hsv(h, s, v * rng.uniform(0.72, 0.85))  # low contrast: a floor or wall, not a distraction
+    else:
+        colour2 = colour
+    return Background(
+        kind, colour, colour2, float(round(rng.uniform(0.0, math.pi), 4)), int(rng.integers(4, 11))
+    )
+
+
+def _background_colours(background: Background) -> list[RGB]:
+    """Colours that occur in the background (a gradient is sampled along its length)."""
+    a, b = np.asarray(background.colour, np.float64), np.asarray(background.colour2, np.float64)
+    return [_rgb(a + w * (b - a)) for w in np.linspace(0.0, 1.0, 9)]
+
+
+def figure_colours(identity: Identity) -> list[RGB]:
+    """Every colour `render_person` may paint on the dancer."""
+    colours = [identity.skin, identity.hair, identity.shirt, identity.trousers, identity.shoes]
+    if identity.pattern == "stripes":
+        colours.append(identity.stripe)
+    return colours + [EYE_WHITE, PUPIL, MOUTH_INSIDE, *_face_colours(identity).values()]
+
+
+def _face_colours(identity: Identity) -> dict[str, RGB]:
+    skin = np.asarray(identity.skin, np.float64)
+    return {
+        "lips": _rgb(0.5 * skin + 0.5 * np.array([175.0, 45.0, 60.0])),
+        "nose": _rgb(0.78 * skin),
+        "brows": _rgb(0.7 * np.asarray(identity.hair, np.float64)),
+    }
+
+
+def sample_identity(rng: np.random.Generator) -> Identity:
+    """A random dancer: skin, hair, shirt (plain or striped), sleeves, trousers or shorts, shoes, background.
+
+    Garments differ from each other and from the skin, and the background differs from every colour of the
+    figure (>= 60 RGB units), so the figure always stands out and its mask is recoverable from the image.
+    """
+    skin, hair = _skin(rng), _hair(rng)
+    shirt = _distinct(rng, _cloth, [skin], MIN_CLOTH_DISTANCE)
+    stripe = _distinct(rng, _cloth, [shirt, skin], MIN_CLOTH_DISTANCE)
+    trousers = _distinct(rng, _trouser, [shirt, skin], MIN_CLOTH_DISTANCE)
+    shoes = _distinct(rng, _cloth, [trousers], 40.0)
+    identity = Identity(
+        skin=skin,
+        hair=hair,
+        hair_style=_pick(rng, ("short", "long", "bun"), (0.45, 0.4, 0.15)),
+        shirt=shirt,
+        pattern=_pick(rng, ("plain", "stripes"), (0.7, 0.3)),
+        stripe=stripe,
+        sleeves=_pick(rng, ("none", "short", "long"), (0.25, 0.45, 0.3)),
+        trousers=trousers,
+        legs=_pick(rng, ("long", "shorts"), (0.65, 0.35)),
+        shoes=shoes,
+        build=float(round(rng.uniform(0.85, 1.2), 4)),
+        background=Background("plain", (0, 0, 0), (0, 0, 0)),
+    )
+    return _with_background(rng, identity)
+
+
+def _with_background(rng: np.random.Generator, identity: Identity) -> Identity:
+    """Attach a background far from all figure colours (the farthest of 64 tries if none is far enough)."""
+    figure = figure_colours(identity)
+    best, best_dist = None, -1.0
+    for _ in range(64):
+        background = _sample_background(rng)
+        dist = min(_distance(c, f) for c in _background_colours(background) for f in figure)
+        if dist >= MIN_BACKGROUND_DISTANCE:
+            best = background
+            break
+        if dist > best_dist:
+            best, best_dist = background, dist
+    return replace(identity, background=best)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Motion
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _channel(rng: np.random.Generator, t: np.ndarray, beat: float, fast: bool) -> np.ndarray:
+    """A smooth signal in [-1, 1]: three sinusoids at multiples of the video's beat, random phases.
+
+    A random activity (amplitude) and centre make each video use its own part of the channel's range,
+    e.g. one dancer keeps the arms low while another waves them overhead.
+    """
+    multiples = (1.0, 2.0, 3.0) if fast else (0.5, 1.0, 1.0, 2.0)
+    freqs = beat * rng.choice(multiples, 3) * rng.uniform(0.93, 1.07, 3)
+    amps = rng.uniform(0.2, 1.0, 3)
+    phases = rng.uniform(0.0, 2 * math.pi, 3)
+    waves = np.sin(2 * math.pi * freqs[:, None] * t + phases[:, None])  # (3, T)
+    wave = amps @ waves / amps.sum()
+    activity = rng.uniform(0.35, 1.0)
+    centre = rng.uniform(activity - 1.0, 1.0 - activity)
+    return centre + activity * wave
+
+
+def _couple(own: np.ndarray, other: np.ndarray, weight: float) -> np.ndarray:
+    """Blend a left-side signal towards the right side's (mirrored moves) or its negation (alternating)."""
+    return (1.0 - abs(weight)) * own + weight * other
+
+
+def dance_motion(rng: np.random.Generator, frames: int) -> list[Motion]:
+    """`frames` motion states: joint angles (see `CHANNELS`) plus the figure's placement in the frame.
+
+    Every channel is a sum of sinusoids at multiples of one per-video beat (14-36 frames per cycle), so the
+    dance is smooth and rhythmic. Arms are partly mirrored and legs partly alternate, as dancers do. The
+    placement keys are `scale` (body units -> fraction of the frame side), `x` (pelvis, fraction of the
+    width) and `ground` (floor line, fraction of the height); they are chosen for the whole video so that
+    every keypoint, limb and hair stays inside the frame while the figure fills most of its height.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    t = np.arange(frames, dtype=np.float64)
+    beat = 1.0 / rng.uniform(14.0, 36.0)
+    unit = {name: _channel(rng, t, beat, name in _FAST_CHANNELS) for name in CHANNELS}
+    arms, legs = rng.uniform(0.0, 0.7), rng.uniform(-0.6, 0.0)
+    for joint, weight in (("shoulder", arms), ("elbow", arms), ("hip", legs), ("knee", legs)):
+        unit[f"l_{joint}"] = _couple(unit[f"l_{joint}"], unit[f"r_{joint}"], weight)
+    channels = {name: lo + (hi - lo) * 0.5 * (unit[name] + 1.0) for name, (lo, hi) in CHANNELS.items()}
+    channels.update(_placement(rng, channels))
+    return [{name: float(values[i]) for name, values in channels.items()} for i in range(frames)]
+
+
+def _placement(rng: np.random.Generator, channels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Scale, ground line and side steps for a whole video, so that every frame fits in the canvas."""
+    points = _grounded(_skeleton(channels))
+    xy = np.concatenate([points[k] for k in ("body", "left_hand", "right_hand", "face", "head_top")], 1)
+    x0, x1 = xy[..., 0].min(1) - PAD, xy[..., 0].max(1) + PAD  # per frame, around the pelvis
+    top, bottom = xy[..., 1].min() - PAD, FOOT + PAD
+    free = 1.0 - 2.0 * MARGIN
+    scale = min(rng.uniform(0.8, 0.9), free / (bottom - top), free / (x1.max() - x0.min()))
+    # Ground: feet near the bottom, like a phone propped on the floor; any spare room goes above the head.
+    low, high = MARGIN - scale * top, 1.0 - MARGIN - scale * bottom
+    ground = high - rng.uniform(0.0, 0.3) * max(high - low, 0.0)
+    # Side steps: the largest amplitude (up to 12 % of the width) for which one centre fits every frame.
+    lo_x, hi_x = MARGIN - scale * x0, 1.0 - MARGIN - scale * x1
+    step = channels["step"]
+    amplitude = rng.uniform(0.0, 0.12)
+    while amplitude > 1e-4 and (lo_x - amplitude * step).max() > (hi_x - amplitude * step).min():
+        amplitude *= 0.5
+    if amplitude <= 1e-4:  # the scale above guarantees a fit without steps
+        amplitude = 0.0
+    c_lo, c_hi = (lo_x - amplitude * step).max(), (hi_x - amplitude * step).min()
+    centre = float(np.clip(0.5 + rng.uniform(-0.08, 0.08), c_lo, c_hi))
+    frames = len(step)
+    return {
+        "scale": np.full(frames, scale), "x": centre + amplitude * step, "ground": np.full(frames, ground),
+    }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Keypoints. Vectorised over frames: every channel is a (T,) array and every point a (T, 2) array.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _xy(x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
+    return np.stack(np.broadcast_arrays(x, y), -1)
+
+
+def _col(values: np.ndarray) -> np.ndarray:
+    """(T,) -> (T, 1), to scale (T, 2) vectors frame by frame."""
+    return np.asarray(values)[..., None]
+
+
+def _unit(angle: np.ndarray) -> np.ndarray:
+    """Direction `angle` radians clockwise from straight up (y points down)."""
+    return _xy(np.sin(angle), -np.cos(angle))
+
+
+def _perp(v: np.ndarray) -> np.ndarray:
+    """`v` turned 90 degrees clockwise: image-right of an up vector."""
+    return _xy(-v[..., 1], v[..., 0])
+
+
+def _rotate(v: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return _xy(c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1])
+
+
+def _face_template(mouth: float, brows: float, gaze: float) -> np.ndarray:
+    """The 70 face points (68 iBUG landmarks + 2 pupils) of a frontal face, in head radii.
+
+    x right, y down, head centre at 0; the subject's right side (iBUG's first of each pair) is image-left.
+    """
+    jaw_a = np.linspace(0.0, math.pi, 17)
+    jaw = np.stack([-0.92 * np.cos(jaw_a), -0.05 + 0.97 * np.sin(jaw_a)], 1)
+    u = np.linspace(0.0, 1.0, 5)
+    brow_y = -0.42 - 0.08 * np.sin(math.pi * u) - 0.12 * brows
+    r_brow = np.stack([-0.64 + 0.5 * u, brow_y], 1)
+    l_brow = np.stack([0.14 + 0.5 * u, brow_y[::-1]], 1)
+    bridge = np.stack([np.zeros(4), np.linspace(-0.24, 0.2, 4)], 1)
+    nostrils = np.array([[-0.16, 0.27], [-0.08, 0.31], [0.0, 0.33], [0.08, 0.31], [0.16, 0.27]])
+    eye = np.array([[-1.0, 0.0], [-0.35, -1.0], [0.35, -1.0], [1.0, 0.0], [0.35, 1.0], [-0.35, 1.0]])
+    eye = eye * (0.15, 0.075 + 0.02 * brows)
+    r_eye, l_eye = eye + (-0.36, -0.12), eye + (0.36, -0.12)
+    w, my, gap = 0.28 * (1.0 - 0.15 * mouth), 0.56, 0.22 * mouth
+    outer = np.array([
+        [-w, my], [-0.6 * w, my - 0.05], [-0.25 * w, my - 0.07], [0.0, my - 0.06], [0.25 * w, my - 0.07],
+        [0.6 * w, my - 0.05], [w, my], [0.6 * w, my + 0.06 + 0.8 * gap], [0.25 * w, my + 0.08 + gap],
+        [0.0, my + 0.085 + gap], [-0.25 * w, my + 0.08 + gap], [-0.6 * w, my + 0.06 + 0.8 * gap],
+    ])  # fmt: skip
+    inner = np.array([
+        [-0.8 * w, my], [-0.3 * w, my - 0.015], [0.0, my - 0.015], [0.3 * w, my - 0.015], [0.8 * w, my],
+        [0.3 * w, my + 0.015 + 0.9 * gap], [0.0, my + 0.015 + gap], [-0.3 * w, my + 0.015 + 0.9 * gap],
+    ])  # fmt: skip
+    pupils = np.array([[-0.36, -0.12], [0.36, -0.12]]) + (0.06 * gaze, 0.0)
+    return np.concatenate([jaw, r_brow, l_brow, bridge, nostrils, r_eye, l_eye, outer, inner, pupils])
+
+
+@functools.cache
+def _face_basis() -> np.ndarray:
+    """(4, 70, 2): the template is linear in (mouth, brows, gaze), so a frame costs one small product."""
+    base = _face_template(0.0, 0.0, 0.0)
+    return np.stack([base] + [_face_template(*np.eye(3)[i]) - base for i in range(3)])
+
+
+def _face(mouth: np.ndarray, brows: np.ndarray, gaze: np.ndarray) -> np.ndarray:
+    """(T, 70, 2) frontal face templates."""
+    weights = np.stack(np.broadcast_arrays(1.0, mouth, brows, gaze), -1)
+    return np.tensordot(weights, _face_basis(), 1)
+
+
+def _turn_face(points: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """Turn frontal templates on a vertical cylinder (the nose, which sticks out, moves a bit more)."""
+    out = points.copy()
+    out[..., 0] = np.sin(np.arcsin(np.clip(points[..., 0], -1.0, 1.0)) + _col(yaw))
+    out[:, 27:36, 0] += 0.15 * _col(np.sin(yaw))
+    return out
+
+
+# Hand layout in hand lengths, in (along the hand, towards the thumb) coordinates.
+_THUMB = np.array([[0.12, 0.13], [0.25, 0.27], [0.36, 0.36], [0.45, 0.42]])
+_FINGER_BASE = np.array([[0.42, 0.17], [0.42, 0.055], [0.42, -0.055], [0.42, -0.16]])  # index .. little
+_FINGER_SPREAD = np.array([0.12, 0.03, -0.06, -0.15])  # radians towards the thumb
+_FINGER_LENGTH = np.array([0.5, 0.58, 0.52, 0.42])
+_PHALANX = np.array([0.45, 0.32, 0.23])
+
+
+def _hand(
+    wrist: np.ndarray, forearm: np.ndarray, side: int, rotation: np.ndarray, grip: np.ndarray
+) -> np.ndarray:
+    """(T, 21, 2) OpenPose hand points; the thumb is on the outer side when the arm hangs (palm forward)."""
+    d = _rotate(forearm / (np.linalg.norm(forearm, axis=-1, keepdims=True) + 1e-9), rotation)
+    p = _rotate(d, -side * math.pi / 2)  # towards the thumb
+    g = np.asarray(grip)[:, None, None]
+    # Curling fingers fold towards the thumb and, pointing at the camera, look shorter.
+    angles = _FINGER_SPREAD[:, None] + 0.25 * g * np.arange(1, 4)  # (T, 4, 3)
+    steps = (_FINGER_LENGTH[:, None] * _PHALANX * (1.0 - 0.55 * g))[..., None] * np.stack(
+        [np.cos(angles), np.sin(angles)], -1
+    )
+    base = np.broadcast_to(_FINGER_BASE[:, None], (len(g), 4, 1, 2))
+    fingers = np.concatenate([base, base + np.cumsum(steps, 2)], 2).reshape(len(g), 16, 2)
+    thumb = _THUMB * _xy(1.0, 1.0 - 0.35 * g[:, 0])
+    local = np.concatenate([np.zeros((len(g), 1, 2)), thumb, fingers], 1)
+    return wrist[:, None] + HAND * (local[..., :1] * d[:, None] + local[..., 1:] * p[:, None])
+
+
+def _skeleton(ch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Body (T, 18, 2), hands (T, 21, 2), face (T, 70, 2) and hair top (T, 1, 2), body units, pelvis at 0."""
+    lean, turn = ch["lean"], ch["turn"]
+    up = _unit(lean)
+    right = _perp(up)
+    neck = TORSO * up
+    width = _col(SHOULDER * np.cos(turn))
+    body = np.zeros((len(lean), 18, 2))
+    body[:, NECK] = neck
+    body[:, R_SH], body[:, L_SH] = neck - width * right - 0.015 * up, neck + width * right - 0.015 * up
+    hip_axis = _xy(np.cos(0.4 * lean), np.sin(0.4 * lean)) * _col(HIP * np.cos(turn))
+    body[:, R_HIP], body[:, L_HIP] = -hip_axis, hip_axis
+    hands = {}
+    for side, (sh, el, wr), key in ((-1, (R_SH, R_EL, R_WR), "r"), (1, (L_SH, L_EL, L_WR), "l")):
+        alpha, bent = _col(ch[f"{key}_shoulder"]), _col(ch[f"{key}_shoulder"] + ch[f"{key}_elbow"])
+        upper = -up * np.cos(alpha) + side * right * np.sin(alpha)
+        fore = -up * np.cos(bent) + side * right * np.sin(bent)
+        body[:, el] = body[:, sh] + UPPER_ARM * upper
+        body[:, wr] = body[:, el] + FOREARM * fore
+        hands[key] = _hand(body[:, wr], fore, side, ch[f"{key}_wrist"], ch[f"{key}_grip"])
+    for side, (hip, knee, ankle), key in (
+        (-1, (R_HIP, R_KNEE, R_ANK), "r"),
+        (1, (L_HIP, L_KNEE, L_ANK), "l"),
+    ):
+        psi, kappa = ch[f"{key}_hip"], ch[f"{key}_knee"]
+        shin = np.maximum(psi - kappa, -0.3)
+        # A bent knee points the thigh at the camera: it looks shorter, so the dancer sinks.
+        thigh = _col(THIGH * (1.0 - 0.2 * kappa)) * _xy(side * np.sin(psi), np.cos(psi))
+        body[:, knee] = body[:, hip] + thigh
+        body[:, ankle] = body[:, knee] + SHIN * _xy(side * np.sin(shin), np.cos(shin))
+    head_up = _unit(lean + ch["head_roll"])
+    head_right = _perp(head_up)
+    centre = neck + HEAD_UP * head_up
+    local = _turn_face(_face(ch["mouth"], ch["brows"], ch["gaze"]), ch["head_yaw"])
+    face = centre[:, None] + HEAD_R * (
+        local[..., :1] * head_right[:, None] - local[..., 1:] * head_up[:, None]
+    )
+    body[:, NOSE], body[:, R_EYE], body[:, L_EYE] = (
+        face[:, 30],
+        face[:, 36:42].mean(1),
+        face[:, 42:48].mean(1),
+    )
+    # Ears at +-90 degrees on the head cylinder: their midpoint is the head centre for any yaw, which is
+    # where the renderer puts the head.
+    ear = _col(HEAD_R * np.cos(ch["head_yaw"])) * head_right
+    body[:, R_EAR], body[:, L_EAR] = centre - ear, centre + ear
+    return {
+        "body": body, "right_hand": hands["r"], "left_hand": hands["l"], "face": face,
+        "head_top": (centre + 1.75 * HEAD_R * head_up)[:, None],
+    }  # fmt: skip
+
+
+def _grounded(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Shift so that the lower ankle stands on y = 0 (the dancer never floats or sinks into the floor)."""
+    floor = np.maximum(points["body"][:, R_ANK, 1], points["body"][:, L_ANK, 1])
+    shift = _xy(0.0, floor)[:, None]
+    return {k: v - shift for k, v in points.items()}
+
+
+def motion_keypoints(motion: Sequence[Motion], size: int) -> list[PersonKeypoints]:
+    """`pose_keypoints` of many frames at once (vectorised: a whole video costs about one frame)."""
+    from magicpose.pose.openpose import PersonKeypoints
+
+    ch = {
+        name: np.array([m[name] for m in motion], np.float64) for name in (*CHANNELS, "scale", "x", "ground")
+    }
+    points = _grounded(_skeleton(ch))
+    origin = _xy(ch["x"], ch["ground"])[:, None]
+    parts = {}
+    for name in ("body", "left_hand", "right_hand", "face"):
+        xy = (origin + ch["scale"][:, None, None] * points[name]) * size
+        # 1/100 px: short JSON, and the renderer draws from exactly the values the JSON holds.
+        parts[name] = np.concatenate([np.round(xy, 2), np.ones_like(xy[..., :1])], -1).astype(np.float32)
+    return [PersonKeypoints(**{name: parts[name][i] for name in parts}) for i in range(len(motion))]
+
+
+def pose_keypoints(motion_t: Motion, size: int) -> PersonKeypoints:
+    """OpenPose keypoints (body 18, both hands 21, face 70; confidence 1) in pixels of a `size` square."""
+    return motion_keypoints([motion_t], size)[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rendering
+# ----------------------------------------------------------------------------------------------------------
+
+_SHIFT = 4  # cv2 fixed-point bits: sub-pixel positions, so small figures move smoothly
+_ONE = 1 << _SHIFT
+
+
+def _fixed(points: np.ndarray) -> np.ndarray:
+    return np.rint(points * _ONE).astype(np.int32).reshape(-1, 2)
+
+
+# Unit half circle (cos, sin) from -90 to +90 degrees: the round ends of a capsule polygon.
+_HALF_CIRCLE = np.stack([np.cos(a := np.linspace(-math.pi / 2, math.pi / 2, 12)), np.sin(a)], 1)
+
+
+class _Canvas:
+    """An RGBA canvas: colours go to RGB, 255 to alpha, so one cv2 call paints the image and the mask.
+
+    It starts as the background with alpha 0; hard-edged (LINE_8) shapes make the alpha an exact mask.
+    """
+
+    def __init__(self, background_rgba: np.ndarray) -> None:
+        import cv2
+
+        self.cv2 = cv2
+        self.rgba = background_rgba.copy()
+
+    def poly(self, points: np.ndarray, colour: RGB) -> None:
+        self.cv2.fillPoly(self.rgba, [_fixed(points)], (*colour, 255), self.cv2.LINE_8, _SHIFT)
+
+    def disc(self, centre: np.ndarray, radius: float, colour: RGB) -> None:
+        x, y = centre.tolist()
+        r = int(round(max(radius, 0.5) * _ONE))
+        self.cv2.circle(
+            self.rgba, (round(x * _ONE), round(y * _ONE)), r, (*colour, 255), -1, self.cv2.LINE_8, _SHIFT
+        )
+
+    def capsule(self, a: np.ndarray, b: np.ndarray, ra: float, rb: float, colour: RGB) -> None:
+        """A limb: two round ends (radii `ra`, `rb`) and the tapered band between them, as one polygon."""
+        ra, rb = max(ra, 0.5), max(rb, 0.5)
+        d = b - a
+        u = d / (math.hypot(*d.tolist()) + 1e-9)
+        ends = _HALF_CIRCLE @ np.array([u, [-u[1], u[0]]])  # the half circle facing along a -> b
+        self.poly(np.concatenate([b + rb * ends, a - ra * ends]), colour)
+
+    def lines(self, chains: list[np.ndarray], colour: RGB, thickness: int) -> None:
+        pts = [_fixed(c) for c in chains]
+        self.cv2.polylines(self.rgba, pts, False, (*colour, 255), thickness, self.cv2.LINE_8, _SHIFT)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB image, bool mask)."""
+        return self.cv2.cvtColor(self.rgba, self.cv2.COLOR_RGBA2RGB), self.rgba[..., 3] > 0
+
+
+@functools.lru_cache(maxsize=32)
+def _background(background: Background, size: int) -> np.ndarray:
+    """The (read-only, cached) RGBA background of a `size` square, alpha 0: rendered once per video."""
+    a, b = np.asarray(background.colour, np.float32), np.asarray(background.colour2, np.float32)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
+    if background.kind == "gradient":
+        w = (xx - 0.5) * math.cos(background.angle) + (yy - 0.5) * math.sin(background.angle)
+        w = (w - w.min()) / (w.max() - w.min() + 1e-9)
+    elif background.kind == "checker":
+        cells = background.cells
+        w = ((np.floor(xx * cells * 0.999) + np.floor(yy * cells * 0.999)) % 2).astype(np.float32)
+    else:
+        w = np.zeros_like(xx)
+    rgba = np.zeros((size, size, 4), np.uint8)  # alpha 0: no figure yet
+    rgba[..., :3] = np.rint(a + w[..., None] * (b - a))
+    rgba.setflags(write=False)
+    return rgba
+
+
+@dataclass
+class _Body:
+    """Keypoint-derived geometry in pixels: everything the renderer needs besides the identity."""
+
+    body: np.ndarray  # (18, 2)
+    hands: tuple[np.ndarray, np.ndarray]  # right, left (21, 2)
+    face: np.ndarray  # (70, 2)
+    k: float  # pixels per body unit
+    up: np.ndarray  # torso axis, towards the neck
+    head: np.ndarray  # head centre
+    head_right: np.ndarray
+    head_r: float
+
+    @classmethod
+    def from_keypoints(cls, kp: PersonKeypoints) -> _Body:
+        body = kp.body[:, :2].astype(np.float64)
+        hips = 0.5 * (body[R_HIP] + body[L_HIP])
+        axis = body[NECK] - hips
+        k = float(np.hypot(*axis)) / TORSO
+        head_axis = body[L_EAR] - body[R_EAR]
+        hands = (kp.right_hand[:, :2].astype(np.float64), kp.left_hand[:, :2].astype(np.float64))
+        return cls(
+            body=body, hands=hands, face=kp.face[:, :2].astype(np.float64), k=k,
+            up=axis / (k * TORSO + 1e-9), head=0.5 * (body[R_EAR] + body[L_EAR]),
+            head_right=head_axis / (np.hypot(*head_axis) + 1e-9), head_r=HEAD_R * k,
+        )  # fmt: skip
+
+
+def render_person(identity: Identity, keypoints: PersonKeypoints, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the dancer `identity` in the pose `keypoints` (from `pose_keypoints`, pixels of a `size` square).
+
+    Returns the (size, size, 3) uint8 RGB image and the (size, size) bool mask of the figure. Shapes are
+    painted back to front: long hair, legs and shoes, waist, shirt, neck, arms and hands, head, hair, face.
+    """
+    canvas, g = _Canvas(_background(identity.background, size)), _Body.from_keypoints(keypoints)
+    b = identity.build * g.k  # pixels per body unit, times the dancer's build: limb and torso thickness
+    if identity.hair_style == "long":  # hangs behind the shoulders
+        canvas.capsule(
+            g.head, g.head - 1.5 * g.head_r * _head_up(g), 1.05 * g.head_r, 1.0 * g.head_r, identity.hair
+        )
+    _draw_legs(canvas, g, identity, b)
+    _draw_torso(canvas, g, identity, b)
+    for side in (0, 1):
+        _draw_arm(canvas, g, identity, b, side)
+    _draw_head(canvas, g, identity)
+    return canvas.result()
+
+
+def _head_up(g: _Body) -> np.ndarray:
+    return np.array([g.head_right[1], -g.head_right[0]])
+
+
+def _draw_legs(canvas: _Canvas, g: _Body, identity: Identity, b: float) -> None:
+    thigh, shin = 0.045 * b, 0.034 * b
+    for side, (hip, knee, ankle) in ((-1, (R_HIP, R_KNEE, R_ANK)), (1, (L_HIP, L_KNEE, L_ANK))):
+        h, kn, a = g.body[hip], g.body[knee], g.body[ankle]
+        if identity.legs == "shorts":
+            canvas.capsule(h, kn, thigh * 0.9, shin * 1.0, identity.skin)
+            canvas.capsule(kn, a, shin, shin * 0.8, identity.skin)
+            canvas.capsule(h, h + 0.6 * (kn - h), thigh, thigh * 0.95, identity.trousers)
+        else:
+            canvas.capsule(h, kn, thigh, shin * 1.05, identity.trousers)
+            canvas.capsule(kn, a, shin * 1.05, shin * 0.9, identity.trousers)
+        shoe = a + g.k * np.array([side * 0.02, 0.022])
+        canvas.capsule(shoe - g.k * np.array([side * 0.018, 0.0]), shoe + g.k * np.array([side * 0.02, 0.0]),
+                       0.022 * g.k, 0.02 * g.k, identity.shoes)  # fmt: skip
+    # Waistband: joins the legs under the shirt.
+    r, l_ = g.body[R_HIP], g.body[L_HIP]
+    across = (l_ - r) / (np.hypot(*(l_ - r)) + 1e-9)
+    w, lift = thigh, 0.07 * g.k * g.up
+    canvas.poly(np.array([r - w * across, r - w * across + lift, l_ + w * across + lift, l_ + w * across]),
+                identity.trousers)  # fmt: skip
+
+
+def _draw_torso(canvas: _Canvas, g: _Body, identity: Identity, b: float) -> None:
+    r_sh, l_sh, r_hip, l_hip = g.body[R_SH], g.body[L_SH], g.body[R_HIP], g.body[L_HIP]
+    across_s = (l_sh - r_sh) / (np.hypot(*(l_sh - r_sh)) + 1e-9)
+    across_h = (l_hip - r_hip) / (np.hypot(*(l_hip - r_hip)) + 1e-9)
+    es, eh, top = 0.028 * b, 0.04 * b, 0.025 * g.k * g.up
+    shape = np.array([
+        r_sh - es * across_s + top, l_sh + es * across_s + top,
+        l_hip + eh * across_h + 0.04 * g.k * g.up, r_hip - eh * across_h + 0.04 * g.k * g.up,
+    ])  # fmt: skip
+    canvas.poly(shape, identity.shirt)
+    if identity.pattern == "stripes":
+        _stripes(canvas, g, shape, identity.stripe)
+    neck = g.body[NECK]
+    canvas.capsule(neck - 0.01 * g.k * g.up, g.head, 0.028 * b, 0.03 * b, identity.skin)
+
+
+def _stripes(canvas: _Canvas, g: _Body, shape: np.ndarray, colour: RGB) -> None:
+    """Bands across the torso axis (they lean with the torso), painted inside the shirt polygon only."""
+    import cv2
+
+    h, w = canvas.rgba.shape[:2]
+    x0, y0 = np.clip(np.floor(shape.min(0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(shape.max(0)).astype(int) + 1, 0, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return
+    inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(inside, [_fixed(shape - (x0, y0))], 1, cv2.LINE_8, _SHIFT)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    along = ((xx + 0.5 - g.body[NECK][0]) * g.up[0] + (yy + 0.5 - g.body[NECK][1]) * g.up[1]) / (0.06 * g.k)
+    band = (inside > 0) & (np.floor(along).astype(int) % 2 == 1)
+    canvas.rgba[y0:y1, x0:x1, :3][band] = colour
+
+
+def _draw_arm(canvas: _Canvas, g: _Body, identity: Identity, b: float, side: int) -> None:
+    sh, el, wr = (g.body[i] for i in ((R_SH, R_EL, R_WR), (L_SH, L_EL, L_WR))[side])
+    upper, fore = 0.032 * b, 0.026 * b
+    canvas.capsule(sh, el, upper, fore * 1.05, identity.skin)
+    canvas.capsule(el, wr, fore * 1.05, fore * 0.85, identity.skin)
+    _draw_hand(canvas, g.hands[side], identity.skin, g.k)
+    if identity.sleeves == "short":
+        canvas.capsule(sh, sh + 0.55 * (el - sh), upper * 1.2, upper * 1.15, identity.shirt)
+    elif identity.sleeves == "long":
+        canvas.capsule(sh, el, upper * 1.15, fore * 1.2, identity.shirt)
+        canvas.capsule(el, el + 0.9 * (wr - el), fore * 1.2, fore * 1.1, identity.shirt)
+
+
+def _draw_hand(canvas: _Canvas, hand: np.ndarray, skin: RGB, k: float) -> None:
+    """Palm polygon plus one polyline per finger (1 px thick at 128 px)."""
+    canvas.poly(hand[[0, 1, 2, 5, 9, 13, 17]], skin)
+    thickness = max(1, int(round(0.016 * k)))
+    # Thumb, index, middle, ring, little: base joint to tip.
+    canvas.lines([hand[start : start + 4] for start in (1, 5, 9, 13, 17)], skin, thickness)
+
+
+def _draw_head(canvas: _Canvas, g: _Body, identity: Identity) -> None:
+    r, c, hr, hu = g.head_r, g.head, g.head_right, _head_up(g)
+    canvas.disc(c, r, identity.skin)
+    # Hair cap: the outer arc over the top, back along a hairline that shows the forehead; the hairline
+    # shifts with the face so a turned head shows more hair on one side.
+    yaw = float(np.clip((g.body[NOSE] - c) @ hr / (1.05 * r), -1.0, 1.0))
+    a = np.linspace(math.radians(-15), math.radians(195), 15)  # from the right temple over the top
+    outer = c + 1.08 * r * (np.cos(a)[:, None] * hr + np.sin(a)[:, None] * hu)
+    inner_c = c + 0.15 * r * (-hu) + 0.25 * yaw * r * hr
+    inner = inner_c + r * (0.8 * np.cos(a[::-1])[:, None] * hr + 0.65 * np.sin(a[::-1])[:, None] * hu)
+    canvas.poly(np.concatenate([outer, inner]), identity.hair)
+    if identity.hair_style == "bun":
+        canvas.disc(c + 1.2 * r * hu, 0.5 * r, identity.hair)
+    if r >= 4.0:  # below this the features are sub-pixel noise
+        _draw_face(canvas, g, identity)
+
+
+def _draw_face(canvas: _Canvas, g: _Body, identity: Identity) -> None:
+    f, r, colours = g.face, g.head_r, _face_colours(identity)
+    thin = max(1, int(round(0.08 * r)))
+    if r >= 7.0:
+        canvas.poly(f[36:42], EYE_WHITE)
+        canvas.poly(f[42:48], EYE_WHITE)
+        canvas.lines([f[17:22], f[22:27]], colours["brows"], thin)
+        canvas.lines([f[31:36]], colours["nose"], 1)
+    canvas.disc(f[68], 0.09 * r, PUPIL)
+    canvas.disc(f[69], 0.09 * r, PUPIL)
+    canvas.poly(f[48:60], colours["lips"])
+    if np.hypot(*(f[66] - f[62])) > 0.1 * r:  # open mouth
+        canvas.poly(f[60:68], MOUTH_INSIDE)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Dataset
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Video:
+    split: str
+    name: str
+    identity_seed: int
+    motion_seed: int
+
+
+def _videos(seed: int, videos: int, test_videos: int) -> list[_Video]:
+    """Per-video seeds from (seed, split, index): train and test never share an identity or a dance.
+
+    Names are numbered across both splits (test videos follow the train ones), so a name is one dancer.
+    """
+    out = []
+    for split_index, (split, count) in enumerate(zip(SPLITS, (videos, test_videos))):
+        offset = 0 if split_index == 0 else videos
+        for i in range(count):
+            state = np.random.SeedSequence([seed, split_index, i]).generate_state(2, np.uint64)
+            out.append(_Video(split, f"video_{offset + i:04d}", int(state[0]), int(state[1])))
+    return out
+
+
+def _check_request(root: Path, videos: int, test_videos: int, frames: int, size: int, seed: int) -> None:
+    for name, value, low in (("videos", videos, 1), ("test_videos", test_videos, 0), ("frames", frames, 1),
+                             ("seed", seed, 0)):  # fmt: skip
+        if int(value) != value or value < low:
+            raise UserError(f"{name}={value!r}: must be an integer >= {low}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise UserError(f"size={size}: must be between {MIN_SIZE} and {MAX_SIZE} pixels")
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root}: exists and is not a folder")
+
+
+def _owned(root: Path) -> list[Path]:
+    return [root / WORLD_FILE] + [root / tree.format(split=s) for s in SPLITS for tree in TREES]
+
+
+def _check_root(root: Path, overwrite: bool) -> None:
+    """Refuse a non-empty `root`, unless `overwrite` and it holds an earlier toy dataset."""
+    if not (root.is_dir() and any(root.iterdir())):
+        return
+    if not overwrite:
+        raise UserError(f"{root}: folder is not empty; pass --overwrite to replace the toy dataset in it")
+    if not (root / WORLD_FILE).is_file():
+        raise UserError(f"{root}: not empty and has no {WORLD_FILE} (not a toy dataset); "
+                        "--overwrite only replaces toy datasets, so choose an empty folder")  # fmt: skip
+
+
+def _prepare_root(root: Path, overwrite: bool) -> None:
+    """Create `root`, or remove an earlier toy dataset from it; other files in it are left alone."""
+    _check_root(root, overwrite)
+    for path in _owned(root):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    import cv2
+
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), pixels, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+        raise OSError(f"could not write {path}")
+
+
+def _world_record(arguments: dict, plan: list[_Video], identities: list[Identity]) -> dict:
+    """toy_world.json: enough to regenerate or audit the dataset; no paths or times, so it is reproducible."""
+    entries = {split: [] for split in SPLITS}
+    for video, identity in zip(plan, identities):
+        entries[video.split].append({
+            "video": video.name, "identity_seed": video.identity_seed, "motion_seed": video.motion_seed,
+            "identity": identity.to_json(),
+        })  # fmt: skip
+    return {
+        "generator": "magicpose.data.toy",
+        "version": TOY_WORLD_VERSION,
+        "seed": arguments["seed"],
+        "arguments": arguments,
+        "regenerate": "identity = sample_identity(default_rng(identity_seed)); "
+        "motion = dance_motion(default_rng(motion_seed), frames)",
+        "splits": entries,
+    }
+
+
+def _write_video(root: Path, video: _Video, identity: Identity, frames: int, size: int,
+                 progress: Callable[[int], object] | None) -> None:  # fmt: skip
+    from magicpose.pose.openpose import PoseFrame, render_pose, write_keypoints_json
+
+    folders = [root / tree.format(split=video.split) / video.name for tree in TREES]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    frame_dir, pose_dir, keypoint_dir, mask_dir = folders
+    motion = dance_motion(np.random.default_rng(video.motion_seed), frames)
+    for t, keypoints in enumerate(motion_keypoints(motion, size)):
+        image, mask = render_person(identity, keypoints, size)
+        pose = PoseFrame([keypoints], size, size)
+        stem = f"{t:04d}"
+        _write_png(frame_dir / f"{stem}.png", image)
+        _write_png(pose_dir / f"{stem}.png", render_pose(pose))
+        write_keypoints_json(keypoint_dir / f"{stem}.json", pose)
+        _write_png(mask_dir / f"{stem}.png", mask.astype(np.uint8) * 255)
+        if progress is not None:
+            progress(1)
+
+
+def generate_toy_dataset(
+    root: str | Path,
+    videos: int = 40,
+    test_videos: int = 8,
+    frames: int = 48,
+    size: int = 128,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> dict:
+    """Write a toy dance dataset to `root` (layout in the module docstring) and return a summary.
+
+    `videos` train and `test_videos` test videos of `frames` frames each, `size` x `size` pixels. A
+    non-empty `root` is refused unless `overwrite` (and then only an earlier toy dataset is replaced).
+    `progress(n)` is called after every frame. The summary holds the counts, seconds and frames/s.
+    """
+    root = Path(root)
+    _check_request(root, videos, test_videos, frames, size, seed)
+    _prepare_root(root, overwrite)
+    start = time.perf_counter()
+    arguments = {"videos": videos, "test_videos": test_videos, "frames": frames, "size": size, "seed": seed}
+    plan = _videos(seed, videos, test_videos)
+    identities = [sample_identity(np.random.default_rng(v.identity_seed)) for v in plan]
+    record = _world_record(arguments, plan, identities)
+    (root / WORLD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    for video, identity in zip(plan, identities):
+        _write_video(root, video, identity, frames, size, progress)
+    seconds = time.perf_counter() - start
+    total = len(plan) * frames
+    return {
+        "root": str(root), **arguments, "frames_written": total,
+        "seconds": seconds, "frames_per_second": total / max(seconds, 1e-9),
+    }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------
+
+TOY_DESCRIPTION = """Write a procedural toy dance dataset in the TikTok layout: cartoon dancers (random
+skin, hair, clothes and background per video) performing smooth random dances, with OpenPose pose maps
+(body, hands, face), keypoint JSON and exact person masks. Small enough to train a tiny MagicPose model on
+a CPU; the same arguments always give byte-identical files."""
+
+TOY_EPILOG = """examples:
+  magicpose toy-data --out dataset/toy                 # 40 + 8 videos x 48 frames, 128 px
+  magicpose toy-data --out dataset/toy64 --size 64 --videos 200 --test-videos 20 --frames 32 --seed 1
+
+written in --out (frames, pose maps, keypoints and masks paired by file name):
+  train_set/video_NNNN/NNNN.png   pose_map_train_set/...   keypoints_train_set/...json   mask_train_set/...
+  test_set/...   the same four trees, other dancers and dances (video numbers continue after train's)
+  toy_world.json   generator version, seed, arguments, every video's identity and seeds"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `magicpose toy-data` on the CLI's subparsers; its `func` runs it and returns the exit code."""
+    p = subparsers.add_parser(
+        "toy-data",
+        help="write a procedural toy dance dataset (TikTok layout) for CPU experiments",
+        description=TOY_DESCRIPTION,
+        epilog=TOY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="ROOT",
+        help="dataset folder; must be empty or absent (see --overwrite)",
+    )
+    p.add_argument(
+        "--videos", type=int, default=40, metavar="N", help="train videos, one dancer each (default 40)"
+    )
+    p.add_argument(
+        "--test-videos",
+        type=int,
+        default=8,
+        metavar="T",
+        help="test videos, dancers and dances not in the train set (default 8)",
+    )
+    p.add_argument("--frames", type=int, default=48, metavar="M", help="frames per video (default 48)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=128,
+        metavar="S",
+        help=f"frame side in pixels, {MIN_SIZE}-{MAX_SIZE}; faces show from 128 (default 128)",
+    )
+    p.add_argument("--seed", type=int, default=0, metavar="K", help="random seed (default 0)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier toy dataset in ROOT (only folders that have a toy_world.json)",
+    )
+    p.set_defaults(func=run_toy_data)
+    return p
+
+
+def run_toy_data(args: argparse.Namespace) -> int:
+    """The `toy-data` command: validate, generate with a progress bar, print a one-line summary."""
+    from tqdm import tqdm
+
+    _check_request(args.out, args.videos, args.test_videos, args.frames, args.size, args.seed)
+    _check_root(args.out, args.overwrite)  # refuse before the progress bar appears
+    total = (args.videos + args.test_videos) * args.frames
+    with tqdm(total=total, unit="frame", desc="toy-data", dynamic_ncols=True) as bar:
+        summary = generate_toy_dataset(
+            args.out, args.videos, args.test_videos, args.frames, args.size, args.seed,
+            overwrite=args.overwrite, progress=bar.update,
+        )  # fmt: skip
+    print(
+        f"wrote {summary['frames_written']} frames ({args.videos} train + {args.test_videos} test videos x "
+        f"{args.frames} frames, {args.size} px) to {args.out} in {summary['seconds']:.1f} s "
+        f"({summary['frames_per_second']:.0f} frames/s)"
+    )
+    return 0
