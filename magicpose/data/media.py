@@ -258,16 +258,22 @@ def read_frames(path: str | Path) -> list[Image.Image]:
         return [load_image(p) for p in list_images(path)]
     if _ext(path) in IMAGE_EXTENSIONS:
         return [load_image(path)]
+    frames = [Image.fromarray(frame) for frame in iter_video_frames(path)]
+    if not frames:
+        raise UserError(f"{path}: video has no frames")
+    return frames
+
+
+def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Stream the upright RGB uint8 frames of a video file, one at a time (long videos, bounded memory)."""
+    path = Path(path)
     _check_video_path(path)
     try:
-        frames = [Image.fromarray(frame) for frame in _iter_video(path)]
+        yield from _iter_video(path)
     except UserError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise _decode_error(path, exc) from exc
-    if not frames:
-        raise UserError(f"{path}: video has no frames")
-    return frames
 
 
 def count_frames(path: str | Path) -> int:
