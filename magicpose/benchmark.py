@@ -17,7 +17,7 @@ its math decomposition, whose two `bmm`s the counter sees; on real CPU tensors i
 SD-1.5 `attn1` layer with 4·B·heads·N·M·d by hand.
 
 The identity check and the wall-clock comparison run real tensors on CPU with the tiny component configs (random
-weights; the ControlNet's zero-initialised output convolutions are perturbed so that the pose matters).
+weights; the ControlNet's zero-initialised convolutions are perturbed so that its residuals and the pose matter).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop
+from torch.utils.flop_counter import FlopCounterMode
 
+from magicpose.errors import UserError
 from magicpose.models.attention import ReferenceBank
 from magicpose.models.components import ModelSpec, random_component
 from magicpose.models.magicpose import GuidanceInputs, MagicPoseModel, guided_prediction
@@ -46,6 +47,7 @@ TIMESTEP = 981  # any timestep: the FLOPs do not depend on it
 TEXT_TOKENS = 77
 SD15_TOKENIZER = "configs/models/sd15/tokenizer"
 WALLCLOCK_STEPS = 20
+WALLCLOCK_THREADS = 1
 ATTENTION_OPS = ("aten.bmm", "aten.baddbmm", "aten._scaled_dot_product")
 
 aten = torch.ops.aten
@@ -59,16 +61,23 @@ def flop_counter() -> FlopCounterMode:
     mapping = {}
     cpu_flash = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if cpu_flash is not None:
-        mapping[cpu_flash] = sdpa_flop
+        mapping[cpu_flash] = _sdpa_formula
     return FlopCounterMode(display=False, custom_mapping=mapping)
 
 
-def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
-    """FLOPs of `fn()` (forward, no grad): the total and the count per aten op."""
+def _sdpa_formula(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """QKᵀ and (softmax)·V on `b h n d` shapes (FlopCounterMode hands over shapes, not tensors)."""
+    b, h, n, d = query_shape
+    m, d_v = key_shape[-2], value_shape[-1]
+    return 2 * b * h * n * m * d + 2 * b * h * n * m * d_v
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int], Any]:
+    """FLOPs of `fn()` (forward, no grad): the total, the count per aten op, and what `fn` returned."""
     with flop_counter() as counter, torch.no_grad():
-        fn()
+        result = fn()
     per_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
-    return int(counter.get_total_flops()), per_op
+    return int(counter.get_total_flops()), per_op, result
 
 
 def attention_op_flops(per_op: dict[str, int]) -> int:
@@ -101,7 +110,8 @@ def original_step(
     """(a) One Image-CFG step for ONE frame (`1 c h w`), structured as the original MagicDance loop."""
     bank = model.encode_reference(reference, timestep, text)  # appearance UNet, again for every frame
     residuals = model.pose_residuals(latent, timestep, text, pose, conditioning_scale)
-    model.pose_residuals(latent, timestep, uncond_text, pose, conditioning_scale)  # unconditional half: unused
+    # The unconditional half ran the ControlNet too, and its residuals were never used.
+    model.pose_residuals(latent, timestep, uncond_text, pose, conditioning_scale)
     eps_c = model.denoise(latent, timestep, text, bank, residuals)
     eps_u = model.denoise(latent, timestep, uncond_text)
     return eps_u + guidance_scale * (eps_c - eps_u)
@@ -163,7 +173,7 @@ class MetaInputs:
 def _meta_inputs(model: MagicPoseModel, vae, size: int) -> MetaInputs:
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if size % (8 * factor):
-        raise ValueError(f"size {size} must be a multiple of {8 * factor}")
+        raise UserError(f"--size {size} must be a multiple of {8 * factor}")
     config = model.unet.config
     return MetaInputs(size // factor, size, config.in_channels, config.cross_attention_dim)
 
@@ -182,7 +192,7 @@ class FlopReport:
     floor_gflop_per_frame: float = 0.0
     vae_encode_reference_gflop: float = 0.0  # once per video, not in the per-frame numbers
     vae_decode_gflop_per_frame: float = 0.0  # same in both structures, not in the per-frame numbers
-    attention_check: dict[str, float] = field(default_factory=dict)
+    attention_check: dict[str, Any] = field(default_factory=dict)
     count_seconds: float = 0.0
 
     def ratio(self, gflop: float) -> float:
@@ -197,76 +207,89 @@ def count_structures(
     guidance_scale: float = GUIDANCE_SCALE,
     with_vae: bool = True,
 ) -> FlopReport:
-    """Count (a) and (b) for every F in `frames` on meta-device models of `components`."""
+    """Count (a) and (b) for every F in `frames` on meta-device models of `components` (about 1 s per UNet pass)."""
+    if not frames or min(frames) < 1:
+        raise ValueError(f"frames must be positive batch sizes, got {frames}")
     start = time.perf_counter()
     model, vae = build_meta_model(components)
     shapes = _meta_inputs(model, vae, size)
     t = torch.tensor(TIMESTEP)
-    reference, text = shapes.latents(1), shapes.text()
+    reference, text, x1, pose1 = shapes.latents(1), shapes.text(), shapes.latents(1), shapes.poses(1)
     report = FlopReport(str(components), size, steps, guidance_scale)
 
-    def gflop(fn: Callable[[], Any]) -> float:
-        return count_flops(fn)[0] / 1e9
-
-    x1, pose1 = shapes.latents(1), shapes.poses(1)
-    bank = model.encode_reference(reference, t, text)
-    residuals = model.pose_residuals(x1, t, text, pose1)
+    # The pieces, at batch 1 (their outputs feed the next piece).
+    appearance, _, bank = count_flops(lambda: model.encode_reference(reference, t, text))
+    controlnet, _, residuals = count_flops(lambda: model.pose_residuals(x1, t, text, pose1))
+    conditional, conditional_ops, _ = count_flops(lambda: model.denoise(x1, t, text, bank, residuals))
+    unconditional, unconditional_ops, _ = count_flops(lambda: model.denoise(x1, t, text))
     report.per_step_gflop = {
-        "appearance_unet": gflop(lambda: model.encode_reference(reference, t, text)),
-        "controlnet": gflop(lambda: model.pose_residuals(x1, t, text, pose1)),
-        "unet_conditional": gflop(lambda: model.denoise(x1, t, text, bank, residuals)),
-        "unet_unconditional": gflop(lambda: model.denoise(x1, t, text)),
+        "appearance_unet": appearance / 1e9,
+        "controlnet": controlnet / 1e9,
+        "unet_conditional": conditional / 1e9,
+        "unet_unconditional": unconditional / 1e9,
     }
-    original = gflop(lambda: original_step(model, x1, t, reference, text, text, pose1, guidance_scale))
-    report.original_gflop_per_frame = original * steps
 
-    ours_step_gflop: dict[int, float] = {}
-    for f in sorted(set(frames) | {1, 2}):
-        xf, posef = shapes.latents(f), shapes.poses(f)
-        ours_step_gflop[f] = gflop(lambda xf=xf, posef=posef: ours_step(
-            model, xf, t, reference, text, text, posef, guidance_scale
-        ))
-    report.ours_gflop_per_frame = {f: ours_step_gflop[f] / f * steps for f in frames}
-    # FLOPs are affine in F (only the appearance UNet and the bank's K/V projections are per batch), so the
+    # (a): the whole original step for one frame, counted as written.
+    original, _, _ = count_flops(
+        lambda: original_step(model, x1, t, reference, text, text, pose1, guidance_scale)
+    )
+    report.original_gflop_per_frame = original / 1e9 * steps
+
+    # (b): appearance UNet once + guided_prediction on F frames sharing its bank, per frame.
+    guided: dict[int, int] = {}
+    for f in sorted(set(frames) | ({1} if len(set(frames)) == 1 else set())):
+        inputs = GuidanceInputs(text, text, shapes.poses(f), bank)
+        latents = shapes.latents(f)
+        guided[f] = count_flops(
+            lambda inputs=inputs, latents=latents: guided_prediction(
+                model, latents, t, inputs, guidance_scale, "controlnet_important"
+            )
+        )[0]
+    report.ours_gflop_per_frame = {f: (appearance + guided[f]) / f / 1e9 * steps for f in frames}
+    # FLOPs are affine in F (only the appearance UNet and the projection of the bank to K/V are per batch), so the
     # cost of one more frame is the per-frame cost as F -> infinity: ControlNet + conditional UNet (attending to
     # the bank) + unconditional UNet.
-    report.floor_gflop_per_frame = (ours_step_gflop[2] - ours_step_gflop[1]) * steps
+    f_lo, f_hi = sorted(guided)[-2:]
+    report.floor_gflop_per_frame = (guided[f_hi] - guided[f_lo]) / (f_hi - f_lo) / 1e9 * steps
 
     if with_vae:
         pixels = shapes.pixels(1)
-        report.vae_encode_reference_gflop = gflop(lambda: vae.encode(pixels).latent_dist.mode())
-        report.vae_decode_gflop_per_frame = gflop(lambda: vae.decode(x1, return_dict=False))
-    report.attention_check = attention_check(model, shapes, t, text)
+        encode, _, _ = count_flops(lambda: vae.encode(pixels).latent_dist.mode())
+        decode, _, _ = count_flops(lambda: vae.decode(x1, return_dict=False))
+        report.vae_encode_reference_gflop, report.vae_decode_gflop_per_frame = encode / 1e9, decode / 1e9
+    report.attention_check = attention_check(model, shapes, bank, conditional_ops, unconditional_ops)
     report.count_seconds = time.perf_counter() - start
     return report
 
 
-def attention_check(model: MagicPoseModel, shapes: MetaInputs, t, text) -> dict[str, float]:
-    """Counted vs hand-computed attention, for one `attn1` layer and for the whole conditional UNet.
+def attention_check(
+    model: MagicPoseModel,
+    shapes: MetaInputs,
+    bank: ReferenceBank,
+    conditional_ops: dict[str, int],
+    unconditional_ops: dict[str, int],
+) -> dict[str, Any]:
+    """Counted vs hand-computed attention, for one `attn1` layer and for the whole main UNet.
 
-    One layer: the first `attn1` of the main UNet at full latent resolution, reading a bank (M = 2N keys).
-    Whole UNet: switching the bank on must add at least the hand-computed extra attention, Σ 4·h·N·N·d over the
-    `attn1` layers (plus the bank's K/V projections, which are not attention).
+    One layer: the first `attn1` of the main UNet at full latent resolution reading a bank, so M = 2N keys; the
+    attention ops counted (SDPA, or the `bmm`s of its math decomposition) must equal 4·B·heads·N·M·d.
+    Whole UNet: the conditional pass (with the bank) minus the unconditional one (without) must show, in attention
+    ops, the hand-computed extra Σ 4·h·N·N·d over the `attn1` layers that read the bank. (The rest of the
+    difference is the bank's K/V projections; the residual additions are elementwise, not counted.)
     """
     name = "down_blocks.0.attentions.0.transformer_blocks.0.attn1"
     attn = model.unet.get_submodule(name)
     n = shapes.latent_size**2
     hidden = torch.empty(1, n, attn.to_q.in_features, device="meta")
-    bank = ReferenceBank()
-    bank.write(name, hidden)
+    layer_bank = ReferenceBank()
+    layer_bank.write(name, hidden)
     heads, head_dim = attn.heads, attn.to_q.out_features // attn.heads
-    _, per_op = count_flops(lambda: attn(hidden, reference_bank=bank))
-    layer_counted = attention_op_flops(per_op)
-    layer_hand = attention_flops(1, heads, n, 2 * n, head_dim)
+    _, per_op, _ = count_flops(lambda: attn(hidden, reference_bank=layer_bank))
 
-    x = shapes.latents(1)
-    full_bank = model.encode_reference(shapes.latents(1), t, text)
-    with_bank, with_ops = count_flops(lambda: model.denoise(x, t, text, full_bank))
-    without_bank, without_ops = count_flops(lambda: model.denoise(x, t, text))
     extra_hand = 0
-    for layer_name in full_bank:
+    for layer_name in bank:
         layer = model.unet.get_submodule(layer_name)
-        tokens = full_bank.read(layer_name).shape[1]
+        tokens = bank.read(layer_name).shape[1]
         extra_hand += attention_flops(1, layer.heads, tokens, tokens, layer.to_q.out_features // layer.heads)
     return {
         "layer": name,
@@ -274,10 +297,13 @@ def attention_check(model: MagicPoseModel, shapes: MetaInputs, t, text) -> dict[
         "layer_keys": 2 * n,
         "layer_heads": heads,
         "layer_head_dim": head_dim,
-        "layer_attention_counted_gflop": layer_counted / 1e9,
-        "layer_attention_hand_gflop": layer_hand / 1e9,
-        "unet_bank_extra_counted_gflop": (with_bank - without_bank) / 1e9,
-        "unet_bank_extra_attention_counted_gflop": (attention_op_flops(with_ops) - attention_op_flops(without_ops))
+        "layer_attention_counted_gflop": attention_op_flops(per_op) / 1e9,
+        "layer_attention_hand_gflop": attention_flops(1, heads, n, 2 * n, head_dim) / 1e9,
+        "unet_bank_extra_counted_gflop": (sum(conditional_ops.values()) - sum(unconditional_ops.values()))
+        / 1e9,
+        "unet_bank_extra_attention_counted_gflop": (
+            attention_op_flops(conditional_ops) - attention_op_flops(unconditional_ops)
+        )
         / 1e9,
         "unet_bank_extra_attention_hand_gflop": extra_hand / 1e9,
     }
@@ -289,8 +315,9 @@ def attention_check(model: MagicPoseModel, shapes: MetaInputs, t, text) -> dict[
 def build_tiny_pipeline(components: str | Path = "configs/models/tiny", seed: int = 0, perturb: float = 0.05):
     """A random-weight `MagicPosePipeline` on CPU, with the ControlNet's zero convolutions perturbed.
 
-    At random init the ControlNet's output convolutions are zero, so its residuals (and the pose) would not
-    change anything; small random weights there make an identity check between loop structures meaningful.
+    At random init the ControlNet's output convolutions and its pose-hint embedding's last convolution are zero, so
+    neither its residuals nor the pose would change anything; small random weights there make an identity check
+    between loop structures meaningful.
     """
     from magicpose.pipelines.magicpose import MagicPosePipeline
 
@@ -306,13 +333,18 @@ def build_tiny_pipeline(components: str | Path = "configs/models/tiny", seed: in
 @torch.no_grad()
 def perturb_zero_convs(controlnet, scale: float = 0.05, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed + 1000)
+    # The pose-hint embedding's conv_out is zero-initialised too: without it the residuals would be non-zero but
+    # the same for every pose.
     modules = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+    modules.append(controlnet.controlnet_cond_embedding.conv_out)
     for module in modules:
         for param in module.parameters():
             param.add_(torch.randn(param.shape, generator=generator, dtype=param.dtype) * scale)
 
 
-def example_inputs(num_frames: int, size: int, seed: int = 0) -> tuple[PIL.Image.Image, list[PIL.Image.Image]]:
+def example_inputs(
+    num_frames: int, size: int, seed: int = 0
+) -> tuple[PIL.Image.Image, list[PIL.Image.Image]]:
     """A random reference image and `num_frames` random pose maps (seeded)."""
     rng = np.random.default_rng(seed)
 
@@ -368,22 +400,34 @@ def original_sample(
 
 
 @torch.no_grad()
-def one_step_difference(pipe, num_frames: int = 3, size: int | None = None, seed: int = 0) -> float:
-    """Max |eps_(a) - eps_(b)| over `num_frames` frames for one step (the first timestep), real CPU tensors."""
+def one_step_difference(
+    pipe, num_frames: int = 3, size: int | None = None, seed: int = 0
+) -> tuple[float, float]:
+    """One step (timestep 981) of (a) frame by frame vs (b) batched, on real tensors in the pipeline's dtype.
+
+    Returns max |eps_a - eps_b| over `num_frames` frames and max |eps| (for scale: in float32 the CFG combination
+    `eps_u + 7 (eps_c - eps_u)` multiplies the rounding differences of batch 1 vs batch F kernels by up to 13).
+    """
     size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
     reference_image, pose_images = example_inputs(num_frames, size, seed)
     model = pipe.magicpose_model
     text = pipe.encode_prompt("")
-    reference = pipe.encode_reference_image(reference_image, size, size)
+    reference = pipe.encode_reference_image(reference_image, size, size).to(pipe.unet.dtype)
     poses = pipe.prepare_poses(pose_images, size, size)
     generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn(num_frames, pipe.unet.config.in_channels, *reference.shape[-2:], generator=generator)
+    latents = torch.randn(
+        num_frames, pipe.unet.config.in_channels, *reference.shape[-2:], generator=generator
+    )
+    latents = latents.to(pipe.unet.dtype)
     t = torch.tensor(TIMESTEP)
     ours = ours_step(model, latents, t, reference, text, text, poses)
     original = torch.cat(
-        [original_step(model, latents[i : i + 1], t, reference, text, text, poses[i : i + 1]) for i in range(num_frames)]
+        [
+            original_step(model, latents[i : i + 1], t, reference, text, text, poses[i : i + 1])
+            for i in range(num_frames)
+        ]
     )
-    return float((ours - original).abs().max())
+    return float((ours - original).abs().max()), float(ours.abs().max())
 
 
 @dataclass
@@ -395,11 +439,34 @@ class WallClock:
     threads: int
     original_seconds_per_frame: float
     ours_seconds_per_frame: float
+    original_cpu_seconds_per_frame: float  # process CPU time (all threads): less sensitive to a busy machine
+    ours_cpu_seconds_per_frame: float
     max_abs_diff: float  # final frames in [0, 1]: (a) vs (b)
+    eps_max_abs_diff: float  # one step, (a) vs (b), `frames` frames
+    eps_max_abs: float
 
 
-def wallclock(components: str | Path = "configs/models/tiny", frames: int = 8, steps: int = WALLCLOCK_STEPS) -> WallClock:
-    """CPU seconds per frame of the whole sampler, (a) frame by frame vs (b) the pipeline with F = `frames`."""
+def wallclock(
+    components: str | Path = "configs/models/tiny",
+    frames: int = 8,
+    steps: int = WALLCLOCK_STEPS,
+    threads: int = WALLCLOCK_THREADS,
+) -> WallClock:
+    """Seconds per frame of the whole sampler on CPU, (a) frame by frame vs (b) the pipeline with F = `frames`.
+
+    Runs on `threads` intra-op threads (1 by default): the tiny models gain nothing from more, and on a machine
+    whose cores are shared, a second thread waiting at every op's barrier for a busy core made both timings
+    several times slower and noisy.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _wallclock(components, frames, steps)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _wallclock(components: str | Path, frames: int, steps: int) -> WallClock:
     pipe = build_tiny_pipeline(components)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     reference_image, pose_images = example_inputs(frames, size)
@@ -407,24 +474,43 @@ def wallclock(components: str | Path = "configs/models/tiny", frames: int = 8, s
 
     def run_ours(n_frames: int, n_steps: int) -> np.ndarray:
         return pipe(
-            reference_image, pose_images[:n_frames], num_inference_steps=n_steps, guidance_scale=GUIDANCE_SCALE,
-            frames_per_batch=frames, latents=noise, output_type="np",
+            reference_image,
+            pose_images[:n_frames],
+            num_inference_steps=n_steps,
+            guidance_scale=GUIDANCE_SCALE,
+            frames_per_batch=frames,
+            latents=noise,
+            output_type="np",
         ).frames
 
     def run_original(n_frames: int, n_steps: int) -> np.ndarray:
-        return original_sample(pipe, reference_image, pose_images[:n_frames], "", n_steps, GUIDANCE_SCALE, noise, size)
+        return original_sample(
+            pipe, reference_image, pose_images[:n_frames], "", n_steps, GUIDANCE_SCALE, noise, size
+        )
+
+    def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        return result, (time.perf_counter() - wall) / frames, (time.process_time() - cpu) / frames
 
     run_ours(1, 1)  # warm-up (lazy initialisation, allocator)
     run_original(1, 1)
-    start = time.perf_counter()
-    original = run_original(frames, steps)
-    original_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    ours = run_ours(frames, steps)
-    ours_seconds = time.perf_counter() - start
+    original, original_wall, original_cpu = timed(lambda: run_original(frames, steps))
+    ours, ours_wall, ours_cpu = timed(lambda: run_ours(frames, steps))
+    eps_diff, eps_max = one_step_difference(pipe, frames, size)
     return WallClock(
-        str(components), size, frames, steps, torch.get_num_threads(),
-        original_seconds / frames, ours_seconds / frames, float(np.abs(original - ours).max()),
+        str(components),
+        size,
+        frames,
+        steps,
+        torch.get_num_threads(),
+        original_wall,
+        ours_wall,
+        original_cpu,
+        ours_cpu,
+        float(np.abs(original - ours).max()),
+        eps_diff,
+        eps_max,
     )
 
 
@@ -443,7 +529,9 @@ def format_report(report: FlopReport, clock: WallClock | None = None) -> str:
     ]
     for f, g in r.ours_gflop_per_frame.items():
         lines.append(f"| ours F={f} | {g:,.0f} | {r.ratio(g):.3f} |")
-    lines.append(f"| floor (F → ∞) | {r.floor_gflop_per_frame:,.0f} | {r.ratio(r.floor_gflop_per_frame):.3f} |")
+    lines.append(
+        f"| floor (F → ∞) | {r.floor_gflop_per_frame:,.0f} | {r.ratio(r.floor_gflop_per_frame):.3f} |"
+    )
     p = r.per_step_gflop
     lines += [
         "",
@@ -452,8 +540,8 @@ def format_report(report: FlopReport, clock: WallClock | None = None) -> str:
             p["appearance_unet"], p["controlnet"], p["unet_conditional"], p["unet_unconditional"]
         ),
         "original = appearance + 2 x ControlNet + conditional + unconditional; ours = appearance / F + ControlNet "
-        "+ conditional + unconditional (minus the bank's K/V projections, shared by the batch); floor = ours at "
-        "F → ∞.",
+        "+ conditional + unconditional (the bank's K/V projections are shared by the batch too); floor = ours at "
+        "F → ∞, the cost of one more frame.",
         "Denoising only: the text encoder (once per video) is left out; VAE encode of the reference "
         f"{r.vae_encode_reference_gflop:,.0f} GFLOP once per video, VAE decode {r.vae_decode_gflop_per_frame:,.0f} "
         "GFLOP per frame (the same in both structures) are not in the table.",
@@ -472,12 +560,16 @@ def format_report(report: FlopReport, clock: WallClock | None = None) -> str:
         c = clock
         lines += [
             "",
-            f"Wall-clock, CPU ({c.threads} threads), components {c.components}, {c.size}x{c.size} px, {c.frames} "
+            f"Wall-clock, CPU ({c.threads} thread{'s' if c.threads != 1 else ''}), components {c.components}, {c.size}x{c.size} px, {c.frames} "
             f"frames, {c.steps} steps (whole sampler incl. VAE and text encoder):",
-            f"- original (1 frame at a time): {c.original_seconds_per_frame:.3f} s/frame",
+            f"- original (1 frame at a time): {c.original_seconds_per_frame:.3f} s/frame "
+            f"(CPU time {c.original_cpu_seconds_per_frame:.3f} s/frame)",
             f"- ours (frames_per_batch={c.frames}): {c.ours_seconds_per_frame:.3f} s/frame "
-            f"(ratio {c.ours_seconds_per_frame / c.original_seconds_per_frame:.3f})",
-            f"- same frames: max |original - ours| = {c.max_abs_diff:.1e} (pixels in [0, 1])",
+            f"(CPU time {c.ours_cpu_seconds_per_frame:.3f} s/frame); ratio ours/original "
+            f"{c.ours_seconds_per_frame / c.original_seconds_per_frame:.3f} wall, "
+            f"{c.ours_cpu_seconds_per_frame / c.original_cpu_seconds_per_frame:.3f} CPU",
+            f"- same results (float32): final frames max |original - ours| = {c.max_abs_diff:.1e} (pixels in [0, 1]); "
+            f"eps of one step max |original - ours| = {c.eps_max_abs_diff:.1e} (max |eps| {c.eps_max_abs:.1f})",
         ]
     return "\n".join(lines)
 
@@ -495,7 +587,9 @@ def report_dict(report: FlopReport, clock: WallClock | None) -> dict[str, Any]:
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if args.what != "flops":
-        raise ValueError(f"unknown benchmark {args.what!r}")
+        raise UserError(f"unknown benchmark {args.what!r} (choose 'flops')")
+    if min(args.frames) < 1 or args.steps < 1 or args.wallclock_frames < 0:
+        raise UserError("--frames and --steps must be >= 1, --wallclock-frames >= 0 (0: no wall-clock run)")
     report = count_structures(args.components, list(args.frames), args.steps, args.size)
     clock = None
     if args.wallclock_frames > 0:

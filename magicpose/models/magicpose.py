@@ -108,6 +108,7 @@ class MagicPoseModel(nn.Module):
     ) -> torch.Tensor:
         """One main-UNet pass. Without bank and residuals this is the plain, frozen SD UNet."""
         down, mid = residuals if residuals is not None else (None, None)
+        encoder_hidden_states = _first(encoder_hidden_states, sample.shape[0])  # a batch-1 prompt broadcasts
         return self.unet(
             sample,
             timestep,
