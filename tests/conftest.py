@@ -11,6 +11,9 @@ import torch
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny models are dominated by per-op overhead: one intra-op thread is as fast on an idle machine and avoids
+# 10x slow-downs when a second thread waits for a busy core (measured on the 2-core CI machine kind).
+torch.set_num_threads(int(os.environ.get("MAGICPOSE_TEST_THREADS", "1")))
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "magicpose" / "tiny.yaml"
