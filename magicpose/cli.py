@@ -87,11 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_registrars():
     """Commands defined next to their code; each module keeps heavy imports inside its handler."""
+    from magicpose.data.check import add_parser as check_data
     from magicpose.data.toy import add_parser as toy_data
     from magicpose.pose.extract import add_parser as extract_pose
     from magicpose.pose.prepare import add_parser as prepare_video
 
-    return [toy_data, extract_pose, prepare_video]
+    return [toy_data, check_data, extract_pose, prepare_video]
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
