@@ -97,7 +97,11 @@ def _command_registrars():
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="count FLOPs / time the sampling loop (see README)")
-    p.add_argument("what", choices=["flops"], help="flops: FLOPs per generated frame, original loop vs ours")
+    p.add_argument("what", choices=["flops", "data"],
+                   help="flops: FLOPs per generated frame, original loop vs ours; "
+                        "data: training data-loader samples/s (needs --root)")
+    p.add_argument("--root", type=Path, help="data: a TikTok-format dataset (e.g. from `magicpose toy-data`)")
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4], help="data: DataLoader worker counts")
     p.add_argument("--frames", type=int, nargs="+", default=[1, 8, 16], help="frame batch sizes F to measure")
     p.add_argument("--steps", type=int, default=50, help="denoising steps")
     p.add_argument("--size", type=int, default=512, help="frame side in pixels")
@@ -110,6 +114,13 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
+    if args.what == "data":
+        from magicpose.data.tiktok import benchmark_loader
+
+        if args.root is None:
+            raise UserError("benchmark data needs --root DATASET (make one with `magicpose toy-data`)")
+        benchmark_loader(args.root, size=args.size, workers=tuple(args.workers))
+        return 0
     from magicpose.benchmark import run_benchmark
 
     run_benchmark(args)
