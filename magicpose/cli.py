@@ -74,11 +74,42 @@ def _cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+FIT_EPILOG = """examples:
+  magicpose fit -c configs/magicpose/stage1_appearance.yaml                 # stage 1 (appearance control)
+  magicpose fit -c configs/magicpose/stage2_pose.yaml data.batch_size=4     # stage 2 (+ pose ControlNet)
+  magicpose fit -c configs/magicpose/stage2_pose.yaml --resume              # continue a killed run
+multi-GPU / multi-node: the same command under torchrun or srun (see scripts/ and scripts/slurm/)."""
+
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="train MagicPose (stage 1 or 2) from YAML configs",
+                       description="Train MagicPose with Lightning. The run folder (run_dir) gets the resolved "
+                                   "config, resume checkpoints, safetensors of the trained modules, TensorBoard "
+                                   "logs, sample clips and, at the end, a pipeline folder for `magicpose animate`.",
+                       epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "-c", action="append", required=True, metavar="YAML",
+                   help="config file (repeat to merge several, later ones win)")
+    p.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="any config key, e.g. train.max_steps=1000")
+    p.set_defaults(func=_cmd_fit)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from magicpose.config import FitConfig, load_config
+    from magicpose.training.fit import run_fit
+
+    config = load_config(args.config, list(args.overrides), schema=FitConfig)
+    run_dir = run_fit(config, resume=args.resume)
+    print(f"trained; run folder {run_dir} (pipeline for `magicpose animate`: {run_dir / 'pipeline'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="magicpose", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_animate(sub)
+    _add_fit(sub)
     for add_parser in _command_registrars():
         add_parser(sub)
     _add_benchmark(sub)

@@ -48,6 +48,68 @@ class MagicPoseConfig:
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
 
 
+@dataclass
+class DataConfig:
+    """TikTok-format training data (see magicpose.data.tiktok)."""
+
+    root: str = "dataset/TikTok-v4"
+    train_split: str = "train_set"
+    val_split: str | None = "test_set"  # one clip of it is sampled during training; null: none
+    size: int = 512
+    resize_mode: str = "crop"
+    max_frame_distance: int | None = None  # reference within this many frames of the target (null: any)
+    random_resized_crop: list[float] | None = None  # [lo, hi] area fractions, shared by target and pose
+    face_dropout: float = 0.0
+    hand_dropout: float = 0.0
+    batch_size: int = 8  # per device
+    num_workers: int = 4
+
+
+@dataclass
+class TrainConfig:
+    """What trains and how. Stage 1: appearance UNet only, no pose. Stage 2: appearance UNet + pose ControlNet."""
+
+    stage: int = 2
+    max_steps: int = 100_000
+    lr: float = 1e-5
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = None
+    accumulate_grad_batches: int = 1
+    ema_decay: float | None = None  # e.g. 0.9999; null: no EMA
+    min_snr_gamma: float | None = None  # e.g. 5.0; null: plain MSE
+    prediction_type: str | None = None  # epsilon | v_prediction | sample; null: the scheduler config's
+    reference_dropout: float = 0.0  # per batch: drop the appearance branch (for partial guidance)
+    pose_dropout: float = 0.0  # per item: blank pose map
+    reference_noise: bool = False  # false: clean reference latent at the target's timestep (the original)
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    checkpoint_every: int = 1000  # resume state + safetensors of the trained modules
+    keep_last: int = 3
+    sample_every: int = 1000  # validation grid + clip in TensorBoard; 0: never
+    log_every: int = 50
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to Lightning's Trainer; the launcher (torchrun, SLURM) supplies ranks, nothing else changes."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto: DDP when there is more than one device
+    precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true on CPU
+
+
+@dataclass
+class FitConfig(MagicPoseConfig):
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    run_dir: str = "runs/magicpose"
+
+
 def load_config(files: list[str | Path], overrides: list[str] | None = None, schema: type = MagicPoseConfig) -> Any:
     """Merge YAML files (each with its `base:` chain) and `a.b=value` overrides onto the schema's defaults."""
     merged = OmegaConf.structured(schema)

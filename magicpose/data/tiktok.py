@@ -456,14 +456,18 @@ class TikTokPairDataset(torch.utils.data.Dataset):
         video = int(np.searchsorted(self._starts, index, side="right")) - 1
         return video, index - int(self._starts[video])
 
-    def generator(self, index: int) -> np.random.Generator:
+    def generator(self, index: int, epoch: int | None = None) -> np.random.Generator:
         """The item's own generator: SeedSequence mixes (seed, epoch, index) into independent streams."""
-        return np.random.default_rng([self.seed, self.epoch, index])
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | int]:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict[str, torch.Tensor | str | int]:
+        """Item `index` with the random draws of `epoch` (samplers that know the epoch call this directly)."""
         video_number, frame = self.locate(index)
         video = self.videos[video_number]
-        rng = self.generator(index)
+        rng = self.generator(index, epoch)
         # Fixed draw order: the reference, the dropout coins, then the two windows.
         ref = self._pick_reference(rng, frame, len(video))
         drop_face = bool(rng.random() < self.face_dropout)

@@ -45,6 +45,7 @@ class ModelSpec:
     dtype: str = "float32"
     attention: str = "sdpa"
     with_controlnet: bool = True
+    pixel_space: bool = False  # no VAE: the UNets denoise RGB pixels directly (the CPU toy world's choice)
 
 
 def build_components(spec: ModelSpec, names: tuple[str, ...] = COMPONENT_NAMES) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def build_components(spec: ModelSpec, names: tuple[str, ...] = COMPONENT_NAMES) 
     for index, name in enumerate(COMPONENT_NAMES):
         if name not in names and not (name == "unet" and "appearance_unet" in names):
             continue
-        if name == "controlnet" and not spec.with_controlnet:
+        if (name == "controlnet" and not spec.with_controlnet) or (name == "vae" and spec.pixel_space):
             built[name] = None
             continue
         built[name] = _build_one(spec, name, index, built)

@@ -40,11 +40,11 @@ class MagicPoseOutput(BaseOutput):
 
 class MagicPosePipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->appearance_unet->controlnet->unet->vae"
-    _optional_components = ["controlnet"]
+    _optional_components = ["controlnet", "vae"]
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | None,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
@@ -62,7 +62,8 @@ class MagicPosePipeline(DiffusionPipeline):
             controlnet=controlnet,
             scheduler=scheduler,
         )
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        # Without a VAE the UNets work on RGB pixels in [-1, 1] (pixel-space models such as the toy world's).
+        self.vae_scale_factor = 1 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
         self.pose_processor = VaeImageProcessor(
             vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False
@@ -109,6 +110,8 @@ class MagicPosePipeline(DiffusionPipeline):
     def encode_reference_image(self, image: PipelineImageInput, height: int, width: int) -> torch.Tensor:
         """`1 c h w` latent of the reference (posterior mode: deterministic), scaled for the UNet."""
         pixels = self.image_processor.preprocess(image, height=height, width=width)
+        if self.vae is None:
+            return pixels.to(self._execution_device, self.unet.dtype)
         pixels = pixels.to(self._execution_device, self.vae.dtype)
         return self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
 
@@ -238,6 +241,8 @@ class MagicPosePipeline(DiffusionPipeline):
     def _decode(self, latents: torch.Tensor, output_type: str, frames_per_batch: int):
         if output_type == "latent":
             return latents
+        if self.vae is None:
+            return self.image_processor.postprocess(latents.clamp(-1, 1), output_type=output_type)
         images = [
             self.vae.decode(latents[i : i + frames_per_batch] / self.vae.config.scaling_factor, return_dict=False)[0]
             for i in range(0, latents.shape[0], frames_per_batch)
