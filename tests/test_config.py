@@ -60,3 +60,16 @@ def test_missing_file_and_bad_override():
         load_config([], ["inference.steps"])
     with pytest.raises(UserError, match="bad value for 'inference.steps'"):
         load_config([], ["inference.steps=many"])
+
+
+def test_training_stage_configs_are_short_diffs_over_one_base():
+    from magicpose.config import FitConfig
+
+    for name, stage, batch in (("stage1_appearance", 1, 32), ("stage2_pose", 2, 8)):
+        config = load_config([REPO / f"configs/magicpose/{name}.yaml", REPO / "configs/trainer/ddp_8gpu.yaml"],
+                             schema=FitConfig)
+        assert (config.train.stage, config.data.batch_size, config.trainer.devices) == (stage, batch, 8)
+        assert config.train.lr == 1e-5 and config.model.paths.unet.startswith("pretrained_weights/")
+        assert len((REPO / f"configs/magicpose/{name}.yaml").read_text().splitlines()) < 20
+    with pytest.raises(UserError, match="did you mean 'train.max_steps'"):
+        load_config([REPO / "configs/magicpose/base.yaml"], ["train.max_step=3"], schema=FitConfig)

@@ -134,3 +134,25 @@ def test_ddp_two_cpu_processes_disjoint_data_different_noise_identical_weights(t
     assert not set(ranks[0]["items"]) & set(ranks[1]["items"])
     assert all(a != b for a, b in zip(ranks[0]["noise"], ranks[1]["noise"]))
     assert ranks[0]["checksum"] == ranks[1]["checksum"] and ranks[0]["first"] == ranks[1]["first"]
+
+
+def test_gradient_checkpointing_works_with_the_reference_bank(toy_root, tmp_path):
+    grads = []
+    for checkpointing in (False, True):
+        config = _config(STAGE2, toy_root, tmp_path / "run", "model.paths.appearance_unet=null",
+                         f"train.gradient_checkpointing={checkpointing}")
+        module = MagicPoseTraining(config).train()
+        batch = next(iter(make_train_loader(config, rank=0, world_size=1, global_step=0)))
+        module.compute_loss(batch, torch.Generator().manual_seed(0)).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in module.trainable_parameters()]))
+    assert module.model.appearance_unet.is_gradient_checkpointing
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+    assert grads[0].abs().sum() > 0
+
+
+def test_ema_weights_are_saved_next_to_the_trained_ones(toy_root, tmp_path):
+    _fit(STAGE1, toy_root, tmp_path / "ema", "train.max_steps=2", "train.sample_every=0", "train.ema_decay=0.9")
+    step = tmp_path / "ema" / "weights" / "step-0000002"
+    raw = load_file(step / "appearance_unet" / "diffusion_pytorch_model.safetensors")
+    ema = load_file(step / "ema" / "appearance_unet" / "diffusion_pytorch_model.safetensors")
+    assert raw.keys() == ema.keys() and any(not torch.equal(raw[k], ema[k]) for k in raw)

@@ -41,8 +41,8 @@ class ReferenceBank:
         self._states: dict[str, torch.Tensor] = {}
 
     def write(self, name: str, hidden_states: torch.Tensor) -> None:
-        if name in self._states:
-            raise RuntimeError(f"reference bank already holds layer {name!r}: use a fresh bank per forward pass")
+        # A layer may write twice: gradient checkpointing re-runs the appearance UNet's blocks during the
+        # backward pass, producing the same states again. The latest write wins.
         self._states[name] = hidden_states
 
     def read(self, name: str) -> torch.Tensor | None:
