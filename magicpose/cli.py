@@ -128,15 +128,17 @@ def _command_registrars():
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="count FLOPs / time the sampling loop (see README)")
-    p.add_argument("what", choices=["flops", "data"],
+    p.add_argument("what", choices=["flops", "data", "train"],
                    help="flops: FLOPs per generated frame, original loop vs ours; "
-                        "data: training data-loader samples/s (needs --root)")
+                        "data: training data-loader samples/s (needs --root); "
+                        "train: stage-2 step vs a plain ControlNet training step (--components, --size)")
     p.add_argument("--root", type=Path, help="data: a TikTok-format dataset (e.g. from `magicpose toy-data`)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4], help="data: DataLoader worker counts")
     p.add_argument("--frames", type=int, nargs="+", default=[1, 8, 16], help="frame batch sizes F to measure")
     p.add_argument("--steps", type=int, default=50, help="denoising steps")
-    p.add_argument("--size", type=int, default=512, help="frame side in pixels")
-    p.add_argument("--components", default="configs/models/sd15", help="component configs to count (meta device)")
+    p.add_argument("--size", type=int, help="frame side in pixels (flops, data: 512; train: 256)")
+    p.add_argument("--components",
+                   help="component configs (flops: configs/models/sd15 on the meta device; train: configs/models/mid)")
     p.add_argument("--wallclock-components", default="configs/models/tiny",
                    help="component configs for the CPU wall-clock comparison")
     p.add_argument("--wallclock-frames", type=int, default=8, help="frames for the wall-clock comparison")
@@ -145,12 +147,21 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
+    defaults = {"flops": ("configs/models/sd15", 512), "data": (None, 512), "train": ("configs/models/mid", 256)}
+    components, size = defaults[args.what]
+    args.components, args.size = args.components or components, args.size or size
     if args.what == "data":
         from magicpose.data.tiktok import benchmark_loader
 
         if args.root is None:
             raise UserError("benchmark data needs --root DATASET (make one with `magicpose toy-data`)")
         benchmark_loader(args.root, size=args.size, workers=tuple(args.workers))
+        return 0
+    if args.what == "train":
+        from magicpose.training.benchmark import format_results, training_step_benchmark
+
+        results = training_step_benchmark(args.components, args.size)
+        print(format_results(results, args.components, args.size, 2))
         return 0
     from magicpose.benchmark import run_benchmark
 
