@@ -118,12 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_registrars():
     """Commands defined next to their code; each module keeps heavy imports inside its handler."""
+    from magicpose.convert.cli import add_parser as convert
     from magicpose.data.check import add_parser as check_data
     from magicpose.data.toy import add_parser as toy_data
     from magicpose.pose.extract import add_parser as extract_pose
     from magicpose.pose.prepare import add_parser as prepare_video
 
-    return [toy_data, check_data, extract_pose, prepare_video]
+    return [toy_data, check_data, extract_pose, prepare_video, convert]
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,118 @@
+"""`magicpose convert`: original checkpoints -> our folders (magicdance, controlnet, sd), and back (export)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  magicpose convert magicdance --checkpoint pretrained_weights/model_state-110000.th --out pretrained_weights/MagicPose
+  magicpose convert magicdance --checkpoint pretrained_weights/model_state-10000.th \\
+      --controlnet pretrained_weights/control_v11p_sd15_openpose.pth --out stage2_init/   # the original's stage-2 init
+  magicpose convert controlnet --checkpoint control_v11p_sd15_openpose.pth --out pretrained_weights/control_v11p_sd15_openpose
+  magicpose convert sd --checkpoint v1-5-pruned-emaonly.safetensors --out pretrained_weights/stable-diffusion-v1-5
+  magicpose convert export --pipeline pretrained_weights/MagicPose --out model_state-export.safetensors --pickle
+
+Pickles are read with torch.load(weights_only=True) only: a file that holds anything but tensors is refused unread.
+Every key is converted or dropped for a stated reason (printed, and saved as conversion.json in the output)."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("convert", help="convert original SD / ControlNet / MagicDance checkpoints (and back)",
+                              description="Convert checkpoints in the original (LDM) layout into folders that "
+                                          "`magicpose animate` / `fit` load, and export ours back.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", metavar="WHAT")
+    sub.required = True
+
+    def common(q: argparse.ArgumentParser, configs: bool = True) -> None:
+        q.add_argument("--checkpoint", required=True, type=Path,
+                       help=".ckpt / .pth / .th (weights-only pickle) or .safetensors")
+        q.add_argument("--out", required=True, type=Path, help="output folder")
+        if configs:
+            q.add_argument("--components", metavar="DIR",
+                           help="component configs the weights go into (default configs/models/sd15)")
+            q.add_argument("--original-config", metavar="YAML",
+                           help="LDM model YAML (unet_config / control_stage_config / appearance_control_stage_config "
+                                "/ pose_control_stage_config / first_stage_config): checkpoints of other sizes")
+        q.add_argument("--dtype", default="keep", choices=["keep", "float32", "float16", "bfloat16"],
+                       help="dtype of the written weights (default: as in the checkpoint)")
+        q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+    q = sub.add_parser("magicdance", help="MagicDance stage-1/-2 checkpoint (or control_sd15_ini) -> pipeline folder",
+                       description="model_state-*.th or control_sd15_ini.ckpt -> a MagicPosePipeline folder "
+                                   "(model.pretrained=OUT).")
+    common(q)
+    q.add_argument("--sd", metavar="PATH",
+                   help="Stable Diffusion 1.5 (diffusers folder or single file) for the parts the checkpoint lacks")
+    q.add_argument("--controlnet", metavar="PATH",
+                   help="pose ControlNet (.pth / .safetensors / diffusers folder) for a checkpoint without one")
+    q.set_defaults(func=_cmd_convert)
+
+    q = sub.add_parser("controlnet", help="ControlNet checkpoint (e.g. control_v11p_sd15_openpose.pth) -> folder")
+    common(q)
+    q.add_argument("--prefix", help="key prefix of the ControlNet (default: found: control_model. / "
+                                    "pose_control_model. / none)")
+    q.set_defaults(func=_cmd_convert)
+
+    q = sub.add_parser("sd", help="Stable Diffusion 1.x single file -> diffusers folder (unet, vae, text encoder)")
+    common(q)
+    q.set_defaults(func=_cmd_convert)
+
+    q = sub.add_parser("export", help="our pipeline folder -> the original's state-dict layout",
+                       description="A MagicPosePipeline folder -> one state dict in the layout of the original "
+                                   "model_state-*.th (stage 2 with a controlnet/, else stage 1).")
+    q.add_argument("--pipeline", required=True, type=Path, help="a MagicPosePipeline folder")
+    q.add_argument("--out", required=True, type=Path, help="output .safetensors file")
+    q.add_argument("--pickle", nargs="?", const=True, default=None, metavar="FILE",
+                   help="also write a weights-only pickle (default: --out with the suffix .th)")
+    q.add_argument("--layout", default="auto", choices=["auto", "stage1", "stage2"],
+                   help="stage2: model_state-110000.th keys; stage1: model_state-10000.th keys")
+    q.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    q.set_defaults(func=_cmd_export)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from magicpose.convert.magicdance import convert_checkpoint
+
+    report = convert_checkpoint(
+        args.checkpoint, args.out, args.what,
+        components=getattr(args, "components", None), original_config=getattr(args, "original_config", None),
+        sd=getattr(args, "sd", None), controlnet=getattr(args, "controlnet", None),
+        prefix=getattr(args, "prefix", None), dtype=args.dtype, overwrite=args.overwrite,
+    )
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from magicpose.convert.magicdance import export_original
+
+    pickle_out = args.pickle
+    if pickle_out is True:
+        pickle_out = args.out.with_suffix(".th")
+    result = export_original(args.pipeline, args.out, pickle_out=pickle_out, layout=args.layout,
+                             overwrite=args.overwrite)
+    print(f"exported {args.pipeline} ({result['layout']} layout, {result['tensors']} tensors) -> {result['out']}"
+          + (f" and {result['pickle']}" if result["pickle"] else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m magicpose.convert.cli WHAT ...`: the same as `magicpose convert WHAT ...`."""
+    import sys
+
+    from magicpose.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="magicpose")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["convert", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"magicpose convert: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,443 @@
+"""The CPU quickstart: toy data -> stage 1 -> stage 2 -> animate held-out dancers -> evaluate, in minutes.
+
+    bash scripts/quickstart.sh               # full run (about 10 minutes on 2 CPU cores), learning check on
+    QUICKSTART_FAST=1 bash scripts/quickstart.sh   # or --fast: the same path with few steps (CI), no check
+
+Writes `OUT/` (default `outputs/quickstart/`): `animation.mp4` (the generated held-out clips side by side),
+`grid.mp4` (one row per held-out video: reference | pose | generated | ground truth, 4x enlarged),
+`metrics.json` (scale, timings, metric means for the generated frames and both baselines, the check), plus
+`data/` (the toy dataset) and `runs/stage1`, `runs/stage2` (the training runs; `runs/stage2/pipeline` is a
+MagicPosePipeline for `magicpose animate`). A re-run replaces an earlier quickstart folder (one holding
+`.quickstart`); any other non-empty OUT is refused.
+
+The learning check (`--check`, on unless `--fast` or `--no-check`) fails the run (exit code 1) unless
+* pose following: mean figure-mask IoU of the generated frames >= the copy-the-reference baseline's
+  + `--min-iou-gain` (default 0.15), and
+* appearance from the reference: mean whole-frame colour-histogram distance to the ground truth of the frames
+  generated from the right reference <= `--max-colour-ratio` (default 0.8) x the same distance when the same
+  poses are generated from another held-out identity's reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from magicpose.errors import UserError
+
+MARKER = ".quickstart"
+STAGE1_CONFIG = "configs/magicpose/toy/stage1.yaml"
+STAGE2_CONFIG = "configs/magicpose/toy/stage2.yaml"
+ENLARGE = 4  # the grid video shows 32 px frames 4x larger (nearest neighbour)
+
+
+@dataclass
+class Scale:
+    """How much of everything the quickstart does (the full and the fast presets below)."""
+
+    size: int = 32
+    widths: tuple[int, ...] | None = (16, 32, 64)  # UNet/ControlNet block widths; None: configs/models/toy's
+    train_videos: int = 40
+    test_videos: int = 8
+    frames: int = 48
+    stage0_steps: int = 300
+    stage0_lr: float = 2e-3
+    stage1_steps: int = 100
+    stage2_steps: int = 500
+    batch_size: int = 16
+    eval_videos: int = 8
+    eval_frames: int = 11  # frames stride, 2 stride, ... of each held-out video (frame 0 is the reference)
+    eval_stride: int = 4
+    sampler_steps: int = 10
+    guidance_scale: float = 1.0  # Image-CFG against the plain (stage-0) UNet; 1: off
+    threads: int = 2
+
+
+FULL = Scale()
+FAST = Scale(
+    train_videos=8,
+    test_videos=2,
+    frames=8,
+    stage0_steps=4,
+    stage1_steps=4,
+    stage2_steps=6,
+    batch_size=4,
+    eval_videos=2,
+    eval_frames=4,
+    eval_stride=2,
+    sampler_steps=2,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="quickstart",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument("--out", type=Path, default=Path("outputs/quickstart"), help="output folder")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        default=os.environ.get("QUICKSTART_FAST", "") not in ("", "0"),
+        help="few steps and frames (CI smoke run, ~1-2 min); implies --no-check (env QUICKSTART_FAST=1)",
+    )
+    p.add_argument(
+        "--check", dest="check", action="store_true", default=None, help="enforce the learning check"
+    )
+    p.add_argument(
+        "--no-check", dest="check", action="store_false", help="report only, never fail on metrics"
+    )
+    p.add_argument(
+        "--min-iou-gain", type=float, default=0.15, help="generated IoU - copy-reference IoU, at least"
+    )
+    p.add_argument(
+        "--max-colour-ratio",
+        type=float,
+        default=0.8,
+        help="colour distance right reference / wrong reference, at most",
+    )
+    for name in (
+        "stage0_steps",
+        "stage1_steps",
+        "stage2_steps",
+        "batch_size",
+        "sampler_steps",
+        "threads",
+        "eval_videos",
+        "eval_frames",
+        "guidance_scale",
+    ):
+        kind = float if name == "guidance_scale" else int
+        p.add_argument("--" + name.replace("_", "-"), type=kind, help=f"override the preset's {name}")
+    p.add_argument(
+        "--seed", type=int, default=0, help="toy-world seed (training seeds come from the configs)"
+    )
+    args = p.parse_args(argv)
+    if args.check is None:
+        args.check = not args.fast
+    return args
+
+
+def prepare_out(out: Path) -> None:
+    """Replace an earlier quickstart folder; refuse to touch anything else."""
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file()):
+            raise UserError(f"{out}: exists and is not a quickstart output folder; choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("written by magicpose.eval.quickstart; a re-run replaces this folder\n")
+
+
+def model_configs(folder: Path, widths: tuple[int, ...] | None) -> str:
+    """`configs/models/toy`, or a copy of it in `folder` with other UNet/ControlNet block widths."""
+    source = Path(__file__).resolve().parents[2] / "configs" / "models" / "toy"
+    if widths is None:
+        return str(source)
+    shutil.copytree(source, folder)
+    for name in ("unet", "controlnet"):
+        path = folder / name / "config.json"
+        config = json.loads(path.read_text())
+        config["block_out_channels"] = list(widths)
+        path.write_text(json.dumps(config, indent=2) + "\n")
+    return str(folder)
+
+
+def fit(config_file: str, overrides: list[str]) -> Path:
+    from magicpose.config import FitConfig, load_config
+    from magicpose.training.fit import run_fit
+
+    return run_fit(load_config([config_file], overrides, schema=FitConfig))
+
+
+def pretrain_base_unet(overrides: list[str], steps: int, lr: float, folder: Path) -> Path:
+    """Stage 0: train the main UNet as a plain (unconditional, empty-prompt) denoiser of toy frames.
+
+    MagicPose starts from a pretrained Stable Diffusion UNet and keeps it frozen; the toy world has none, and a
+    frozen *random* UNet leaves the appearance UNet and the ControlNet unable to produce clean frames (measured:
+    noise after 500 stage-2 steps). This short loop is the toy world's stand-in for SD pretraining; stages 1 and
+    2 then start from it (`model.paths.unet`), and the appearance UNet starts as its copy, as in the original.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from magicpose.config import FitConfig, load_config, to_container
+    from magicpose.data.tiktok import TikTokPairDataset
+    from magicpose.models.components import ModelSpec, build_components
+    from magicpose.training.module import _training_scheduler
+
+    config = load_config([STAGE1_CONFIG], overrides, schema=FitConfig)
+    spec = ModelSpec(**to_container(config.model))
+    parts = build_components(spec, ("text_encoder", "tokenizer", "unet", "scheduler"))
+    unet, train = parts["unet"].train(), config.train
+    scheduler = _training_scheduler(parts["scheduler"], train.prediction_type)
+    tok = parts["tokenizer"]
+    ids = tok("", padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
+    with torch.no_grad():
+        text = parts["text_encoder"](ids)[0]
+    data = TikTokPairDataset(
+        config.data.root, config.data.train_split, size=config.data.size, seed=train.seed
+    )
+    generator = torch.Generator().manual_seed(train.seed)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=config.data.batch_size, shuffle=True, drop_last=True, generator=generator
+    )
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr)
+    step = 0
+    while step < steps:
+        for batch in loader:
+            x = batch["pixel_values"]
+            noise = torch.randn(x.shape, generator=generator)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x),), generator=generator)
+            noisy = scheduler.add_noise(x, noise, t)
+            target = (
+                scheduler.get_velocity(x, noise, t)
+                if scheduler.config.prediction_type == "v_prediction"
+                else noise
+            )
+            loss = F.mse_loss(unet(noisy, t, text.expand(len(x), -1, -1)).sample, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % 100 == 0 or step == steps:
+                print(f"[quickstart] stage 0 step {step}/{steps}: loss {loss.item():.4f}", flush=True)
+            if step >= steps:
+                break
+    unet.eval().save_pretrained(folder / "unet", safe_serialization=True)
+    return folder / "unet"
+
+
+def load_video(root: Path, video: str, frames: int, stride: int) -> dict[str, np.ndarray]:
+    """Ground-truth frames, masks and pose maps of one toy test video (uint8 / bool arrays)."""
+    from PIL import Image
+
+    def read(tree: str, mode: str = "RGB") -> np.ndarray:
+        paths = sorted((root / tree / video).glob("*.png"))[: frames * stride : stride]
+        return np.stack([np.asarray(Image.open(p).convert(mode)) for p in paths])
+
+    return {
+        "target": read("test_set"),
+        "pose": read("pose_map_test_set"),
+        "target_mask": read("mask_test_set", "L") > 127,
+    }
+
+
+def generate(
+    pipe: Any, reference: np.ndarray, poses: np.ndarray, steps: int, seed: int, guidance_scale: float = 1.0
+) -> np.ndarray:
+    import torch
+    from PIL import Image
+
+    frames = pipe(
+        Image.fromarray(reference),
+        [Image.fromarray(p) for p in poses],
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        frames_per_batch=len(poses),
+        generator=torch.Generator().manual_seed(seed),
+        output_type="np",
+    ).frames
+    return np.rint(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def animate_and_evaluate(out: Path, data: Path, pipeline_dir: Path, scale: Scale) -> tuple[dict, list[dict]]:
+    from magicpose.eval.toy import evaluate_toy, toy_background, toy_identities
+    from magicpose.models.components import ModelSpec
+    from magicpose.pipelines.magicpose import MagicPosePipeline
+
+    pipe = MagicPosePipeline.from_spec(
+        ModelSpec(components=None, pretrained=str(pipeline_dir), pixel_space=True)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    identities = toy_identities(data, "test")
+    names = sorted(identities)[: scale.eval_videos]
+    videos = []
+    for name in names:
+        v = load_video(data, name, scale.eval_frames + 1, scale.eval_stride)
+        v["reference"], v["reference_mask"] = v["target"][0], v["target_mask"][0]  # frame 0; not evaluated
+        v.update({key: v[key][1:] for key in ("target", "target_mask", "pose")})
+        v["background"] = toy_background(identities[name], scale.size)
+        videos.append(v)
+    for i, v in enumerate(videos):
+        v["generated"] = generate(
+            pipe, v["reference"], v["pose"], scale.sampler_steps, seed=i, guidance_scale=scale.guidance_scale
+        )
+        if len(videos) > 1:  # the same poses (and noise) from the next held-out dancer's reference
+            other = (i + 1) % len(videos)
+            v["wrong_generated"] = generate(
+                pipe,
+                videos[other]["reference"],
+                v["pose"],
+                scale.sampler_steps,
+                seed=i,
+                guidance_scale=scale.guidance_scale,
+            )
+            v["wrong_background"] = videos[other]["background"]
+    metrics = evaluate_toy(videos)
+    metrics["videos"] = names
+    return metrics, videos
+
+
+def write_videos(out: Path, videos: list[dict], fps: float = 8.0) -> None:
+    from magicpose.data.media import write_video
+
+    def big(a: np.ndarray) -> np.ndarray:
+        return a.repeat(ENLARGE, -3).repeat(ENLARGE, -2)
+
+    frames = min(len(v["generated"]) for v in videos)
+    animation = [np.concatenate([v["generated"][t] for v in videos], 1) for t in range(frames)]
+    write_video(out / "animation.mp4", [big(a) for a in animation], fps)
+    rows = []
+    for v in videos:
+        ref = np.broadcast_to(v["reference"], v["generated"].shape)
+        rows.append(np.concatenate([ref, v["pose"], v["generated"], v["target"]], 2)[:frames])  # T H 4W 3
+    write_video(out / "grid.mp4", [big(np.concatenate([r[t] for r in rows], 0)) for t in range(frames)], fps)
+
+
+def learning_check(metrics: dict, min_iou_gain: float, max_colour_ratio: float) -> dict:
+    gen, copy = metrics["generated"], metrics["copy_reference"]
+    wrong = metrics.get("wrong_reference", {})
+    iou_gain = gen["mask_iou"] - copy["mask_iou"]
+    ratio = gen["colour_hist"] / wrong["colour_hist"] if wrong.get("colour_hist") else float("nan")
+    return {
+        "pose_following": {
+            "iou_gain": iou_gain,
+            "min": min_iou_gain,
+            "passed": bool(iou_gain >= min_iou_gain),
+        },
+        "appearance": {
+            "colour_ratio_right_over_wrong": ratio,
+            "max": max_colour_ratio,
+            "passed": bool(ratio <= max_colour_ratio),
+        },
+    }
+
+
+def table(metrics: dict) -> str:
+    from magicpose.eval.toy import LOWER_IS_BETTER, METRICS
+
+    cols = [c for c in ("generated", "copy_reference", "wrong_reference") if c in metrics]
+    lines = [f"{'metric':<22}" + "".join(f"{c:>17}" for c in cols)]
+    for m in METRICS:
+        arrow = "(lower better)" if m in LOWER_IS_BETTER else "(higher better)"
+        lines.append(f"{m:<22}" + "".join(f"{metrics[c][m]:>17.3f}" for c in cols) + f"   {arrow}")
+    lines.append(
+        f"mask extractor IoU on ground truth: {metrics['mask_extractor_iou']:.3f} "
+        f"({metrics['frames']} frames, {len(metrics['videos'])} held-out videos)"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from magicpose.data.toy import generate_toy_dataset
+
+    scale = FAST if args.fast else FULL
+    scale = Scale(
+        **{**asdict(scale), **{k: v for k, v in vars(args).items() if k in asdict(scale) and v is not None}}
+    )
+    torch.set_num_threads(scale.threads)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    out = args.out.resolve()
+    prepare_out(out)
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def lap(name: str, t0: float) -> float:
+        times[name] = round(time.perf_counter() - t0, 1)
+        print(f"[quickstart] {name}: {times[name]} s", flush=True)
+        return time.perf_counter()
+
+    data = out / "data"
+    t = time.perf_counter()
+    generate_toy_dataset(data, scale.train_videos, scale.test_videos, scale.frames, scale.size, args.seed)
+    t = lap("toy data", t)
+    common = [
+        f"data.root={data}",
+        f"data.size={scale.size}",
+        f"inference.size={scale.size}",
+        f"data.batch_size={scale.batch_size}",
+        f"model.components={model_configs(out / 'model', scale.widths)}",
+    ]
+    base = pretrain_base_unet(common, scale.stage0_steps, scale.stage0_lr, out / "runs" / "stage0")
+    t = lap("stage 0 (base UNet)", t)
+    common.append(f"model.paths.unet={base}")
+    stage1 = fit(
+        STAGE1_CONFIG,
+        [*common, f"run_dir={out / 'runs' / 'stage1'}", f"train.max_steps={scale.stage1_steps}"],
+    )
+    t = lap("stage 1", t)
+    stage2 = fit(
+        STAGE2_CONFIG,
+        [
+            *common,
+            f"run_dir={out / 'runs' / 'stage2'}",
+            f"train.max_steps={scale.stage2_steps}",
+            f"model.paths.appearance_unet={stage1 / 'pipeline' / 'appearance_unet'}",
+        ],
+    )
+    t = lap("stage 2", t)
+    metrics, videos = animate_and_evaluate(out, data, stage2 / "pipeline", scale)
+    t = lap("animate + evaluate", t)
+    write_videos(out, videos)
+    lap("videos", t)
+    times["total"] = round(time.perf_counter() - start, 1)
+    check = learning_check(metrics, args.min_iou_gain, args.max_colour_ratio)
+    record = {
+        "scale": asdict(scale),
+        "fast": args.fast,
+        "check_enforced": args.check,
+        "seconds": times,
+        "metrics": metrics,
+        "check": check,
+    }
+    (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
+    print("\n" + table(metrics))
+    p, a = check["pose_following"], check["appearance"]
+    print(
+        f"pose following: IoU gain over copy-reference {p['iou_gain']:+.3f} (need >= {p['min']}): "
+        f"{'ok' if p['passed'] else 'FAILED'}"
+    )
+    print(
+        f"appearance: colour distance right/wrong reference {a['colour_ratio_right_over_wrong']:.3f} "
+        f"(need <= {a['max']}): {'ok' if a['passed'] else 'FAILED'}"
+    )
+    if not args.check:
+        print("(learning check not enforced: --fast or --no-check)")
+    print(
+        f"\n[quickstart] {times['total']:.0f} s in all; wrote {out}/animation.mp4, {out}/grid.mp4, "
+        f"{out}/metrics.json"
+    )
+    if args.check and not (p["passed"] and a["passed"]):
+        print(
+            "[quickstart] learning check FAILED (see the thresholds above; --no-check reports only)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

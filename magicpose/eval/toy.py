@@ -1,0 +1,186 @@
+"""Toy-world metrics: does a generated frame follow the pose, and does it look like the reference?
+
+Plain functions on numpy arrays (frames are `H W 3` uint8 RGB, or `T H W 3` for a clip; masks are bool `H W`
+or `T H W`). Everything is measured against the ground-truth frames of held-out toy videos:
+
+* pose following: `mask_iou(figure_mask(generated, background), true_mask)`. The toy renderer draws hard-edged
+  shapes over a background it can re-render from the video's identity (`toy_world.json`), so the figure is
+  every pixel whose colour is far from that background (`figure_mask`). On ground-truth frames this extractor
+  matches the true masks almost exactly (see `evaluate_toy(...)["mask_extractor_iou"]`); on generated frames it
+  measures where the model painted something other than the reference's background.
+* appearance: `l1`, `psnr`, `ssim` and `colour_histogram_distance` (whole frame and figure only).
+
+`evaluate_toy` compares the generated frames with two baselines: *copy the reference frame* (the reference's
+true mask and pixels as the prediction of every target frame) and *wrong reference* (the same pose sequence
+generated from another identity's reference). A model that learned pose following beats the first on mask IoU;
+one whose appearance comes from the reference has a lower colour distance than the second.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PSNR_CAP = 100.0  # dB: identical frames (infinite PSNR) count as this, so means stay finite
+FIGURE_THRESHOLD = 40.0  # RGB distance (0-255 scale) from the background above which a pixel is figure
+HIST_BINS = 8  # per channel: 8^3 colour cells
+SSIM_KERNEL = 7  # gaussian window (sigma 1.5); 11, the usual size, is a third of a 32 px frame
+
+METRICS = ("mask_iou", "l1", "psnr", "ssim", "colour_hist", "figure_colour_hist")
+LOWER_IS_BETTER = frozenset({"l1", "colour_hist", "figure_colour_hist"})
+
+
+# ----- masks -------------------------------------------------------------------------------------------------
+def mask_iou(pred: np.ndarray, true: np.ndarray) -> float:
+    """Intersection over union of two bool masks (any shape; two empty masks count as 1)."""
+    pred, true = np.asarray(pred, bool), np.asarray(true, bool)
+    union = np.logical_or(pred, true).sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(pred, true).sum() / union)
+
+
+def figure_mask(frame: np.ndarray, background: np.ndarray, threshold: float = FIGURE_THRESHOLD) -> np.ndarray:
+    """Bool mask of the pixels whose RGB distance to `background` (same shape, uint8) exceeds `threshold`.
+
+    The toy world keeps every figure colour at least 60 RGB units from every background colour, so 40 leaves a
+    margin for a generated frame's noise while never calling an exact background pixel figure.
+    """
+    diff = np.asarray(frame, np.float32) - np.asarray(background, np.float32)
+    return np.sqrt((diff**2).sum(-1)) > threshold
+
+
+def toy_background(identity: dict[str, Any], size: int) -> np.ndarray:
+    """The `size` x `size` RGB background of a toy identity (an entry of `toy_world.json`), re-rendered."""
+    from magicpose.data.toy import Background, _background
+
+    bg = dict(identity["background"])
+    bg["colour"], bg["colour2"] = tuple(bg["colour"]), tuple(bg["colour2"])
+    return np.array(_background(Background(**bg), size)[..., :3])
+
+
+def toy_identities(root: str | Path, split: str = "test") -> dict[str, dict[str, Any]]:
+    """video name -> identity (as in `toy_world.json`) of one split of a toy dataset."""
+    world = json.loads((Path(root) / "toy_world.json").read_text(encoding="utf-8"))
+    return {entry["video"]: entry["identity"] for entry in world["splits"][split]}
+
+
+# ----- image metrics (frames in uint8 or in [0, 1] floats; computed in [0, 1]) -------------------------------
+def _unit(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype == np.uint8:
+        return frames.astype(np.float64) / 255.0
+    return frames.astype(np.float64)
+
+
+def l1(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference on the [0, 1] scale."""
+    return float(np.abs(_unit(a) - _unit(b)).mean())
+
+
+def psnr(a: np.ndarray, b: np.ndarray, cap: float = PSNR_CAP) -> float:
+    """Peak signal-to-noise ratio in dB (peak 1 on the [0, 1] scale), capped at `cap` for identical frames."""
+    mse = float(((_unit(a) - _unit(b)) ** 2).mean())
+    if mse == 0.0:
+        return cap
+    return float(min(cap, 10.0 * np.log10(1.0 / mse)))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (gaussian window `SSIM_KERNEL`, sigma 1.5, data range 1) of `H W 3` or `T H W 3` frames."""
+    from torchmetrics.functional import structural_similarity_index_measure
+
+    x, y = (torch.from_numpy(_unit(f)).float() for f in (a, b))
+    if x.ndim == 3:
+        x, y = x[None], y[None]
+    x, y = x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2)
+    value = structural_similarity_index_measure(x, y, kernel_size=SSIM_KERNEL, sigma=1.5, data_range=1.0)
+    return float(value)
+
+
+def colour_histogram(pixels: np.ndarray, bins: int = HIST_BINS) -> np.ndarray:
+    """Normalised 3-D RGB histogram (`bins`^3 cells summing to 1) of `... 3` uint8 pixels (zeros if none)."""
+    px = np.asarray(pixels, np.uint8).reshape(-1, 3).astype(np.int64) * bins // 256
+    counts = np.bincount((px[:, 0] * bins + px[:, 1]) * bins + px[:, 2], minlength=bins**3).astype(np.float64)
+    total = counts.sum()
+    return counts / total if total else counts
+
+
+def colour_histogram_distance(
+    a: np.ndarray,
+    b: np.ndarray,
+    mask_a: np.ndarray | None = None,
+    mask_b: np.ndarray | None = None,
+    bins: int = HIST_BINS,
+) -> float:
+    """Total-variation distance (half the L1, in [0, 1]) between the colour histograms of two images.
+
+    With masks, only the masked pixels count (e.g. the figure region of each image). 0: the same colours in
+    the same proportions; 1: no colour in common. An empty region against a non-empty one counts as 1.
+    """
+    pa = np.asarray(a)[np.asarray(mask_a, bool)] if mask_a is not None else np.asarray(a)
+    pb = np.asarray(b)[np.asarray(mask_b, bool)] if mask_b is not None else np.asarray(b)
+    if pa.size == 0 or pb.size == 0:
+        return 0.0 if pa.size == pb.size else 1.0
+    return float(0.5 * np.abs(colour_histogram(pa, bins) - colour_histogram(pb, bins)).sum())
+
+
+# ----- evaluation --------------------------------------------------------------------------------------------
+def frame_metrics(
+    pred: np.ndarray, pred_mask: np.ndarray, target: np.ndarray, target_mask: np.ndarray
+) -> dict:
+    """Every metric of one predicted frame against its ground truth (masks: predicted and true figure)."""
+    return {
+        "mask_iou": mask_iou(pred_mask, target_mask),
+        "l1": l1(pred, target),
+        "psnr": psnr(pred, target),
+        "ssim": ssim(pred, target),
+        "colour_hist": colour_histogram_distance(pred, target),
+        "figure_colour_hist": colour_histogram_distance(pred, target, pred_mask, target_mask),
+    }
+
+
+def _mean(rows: Sequence[dict]) -> dict:
+    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]} if rows else {}
+
+
+def evaluate_toy(videos: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-metric means over every frame of every video, for the generated frames and the two baselines.
+
+    Each video is a dict of numpy arrays:
+    `target` (T H W 3 uint8, ground truth), `target_mask` (T H W bool, true masks), `reference` (H W 3, the
+    reference frame), `reference_mask` (H W bool), `background` (H W 3: this identity's re-rendered
+    background), `generated` (T H W 3, frames generated from `reference` and the targets' poses), and
+    optionally `wrong_generated` (T H W 3, the same poses generated from another identity's reference) with
+    `wrong_background` (that identity's background: the generated figure is segmented against it).
+
+    Returns `{"generated": {...}, "copy_reference": {...}, "wrong_reference": {...}, "mask_extractor_iou": x,
+    "frames": n}`, where the first three map each of `METRICS` to its mean and `mask_extractor_iou` is the mean
+    IoU of `figure_mask` on the ground-truth frames against their true masks.
+    """
+    rows: dict[str, list[dict]] = {"generated": [], "copy_reference": [], "wrong_reference": []}
+    extractor = []
+    for v in videos:
+        for t in range(len(v["target"])):
+            target, target_mask = v["target"][t], v["target_mask"][t]
+            extractor.append(mask_iou(figure_mask(target, v["background"]), target_mask))
+            gen = v["generated"][t]
+            rows["generated"].append(
+                frame_metrics(gen, figure_mask(gen, v["background"]), target, target_mask)
+            )
+            rows["copy_reference"].append(
+                frame_metrics(v["reference"], v["reference_mask"], target, target_mask)
+            )
+            if v.get("wrong_generated") is not None:
+                wrong = v["wrong_generated"][t]
+                wrong_mask = figure_mask(wrong, v["wrong_background"])
+                rows["wrong_reference"].append(frame_metrics(wrong, wrong_mask, target, target_mask))
+    result: dict[str, Any] = {name: _mean(r) for name, r in rows.items() if r}
+    result["mask_extractor_iou"] = float(np.mean(extractor)) if extractor else float("nan")
+    result["frames"] = len(extractor)
+    return result
