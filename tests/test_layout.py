@@ -53,4 +53,5 @@ def test_inference_script_names_missing_weights(tmp_path):
         cwd=REPO, capture_output=True, text=True, env={"MAGICPOSE_PIPELINE": str(tmp_path / "MagicPose"), "PATH": "/usr/bin:/bin"},
     )
     assert res.returncode == 1
-    assert f"{tmp_path}/MagicPose/appearance_unet/" in res.stderr and "magicpose convert magicdance" in res.stderr
+    assert f"{tmp_path}/MagicPose/" in res.stderr and "model_state-110000.th" in res.stderr
+    assert "magicpose convert magicdance" in res.stderr

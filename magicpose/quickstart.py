@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from magicpose.errors import UserError
+from magicpose.paths import REPO_ROOT
 
 MARKER = ".quickstart"
 STAGE1_CONFIG = "configs/magicpose/toy/stage1.yaml"
@@ -137,12 +138,12 @@ def prepare_out(out: Path) -> None:
             raise UserError(f"{out}: exists and is not a quickstart output folder; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out / MARKER).write_text("written by magicpose.eval.quickstart; a re-run replaces this folder\n")
+    (out / MARKER).write_text("written by magicpose.quickstart; a re-run replaces this folder\n")
 
 
 def model_configs(folder: Path, widths: tuple[int, ...] | None) -> str:
     """`configs/models/toy`, or a copy of it in `folder` with other UNet/ControlNet block widths."""
-    source = Path(__file__).resolve().parents[2] / "configs" / "models" / "toy"
+    source = REPO_ROOT / "configs" / "models" / "toy"
     if widths is None:
         return str(source)
     shutil.copytree(source, folder)

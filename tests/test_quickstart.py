@@ -1,0 +1,21 @@
+"""The quickstart's whole path (toy data -> stage 0/1/2 -> animate -> evaluate), shortened for CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from .conftest import REPO
+
+
+def test_fast_quickstart_writes_every_output(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QUICKSTART_FAST": "1"}
+    res = subprocess.run([sys.executable, "-m", "magicpose.quickstart", "--out", str(tmp_path / "qs")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("animation.mp4", "grid.mp4", "metrics.json"):
+        assert (tmp_path / "qs" / name).is_file(), name
+    metrics = json.loads((tmp_path / "qs" / "metrics.json").read_text())
+    assert "mask_iou" in json.dumps(metrics)
