@@ -176,13 +176,13 @@ def pretrain_base_unet(overrides: list[str], steps: int, lr: float, folder: Path
     from magicpose.config import FitConfig, load_config, to_container
     from magicpose.data.tiktok import TikTokPairDataset
     from magicpose.models.components import ModelSpec, build_components
-    from magicpose.training.module import _training_scheduler
+    from magicpose.training.module import training_scheduler
 
     config = load_config([STAGE1_CONFIG], overrides, schema=FitConfig)
     spec = ModelSpec(**to_container(config.model))
     parts = build_components(spec, ("text_encoder", "tokenizer", "unet", "scheduler"))
     unet, train = parts["unet"].train(), config.train
-    scheduler = _training_scheduler(parts["scheduler"], train.prediction_type)
+    scheduler = training_scheduler(parts["scheduler"], train.prediction_type)
     tok = parts["tokenizer"]
     ids = tok("", padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
     with torch.no_grad():

@@ -618,7 +618,7 @@ class _Canvas:
 
 
 @functools.lru_cache(maxsize=32)
-def _background(background: Background, size: int) -> np.ndarray:
+def render_background(background: Background, size: int) -> np.ndarray:
     """The (read-only, cached) RGBA background of a `size` square, alpha 0: rendered once per video."""
     a, b = np.asarray(background.colour, np.float32), np.asarray(background.colour2, np.float32)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
@@ -670,7 +670,7 @@ def render_person(identity: Identity, keypoints: PersonKeypoints, size: int) -> 
     Returns the (size, size, 3) uint8 RGB image and the (size, size) bool mask of the figure. Shapes are
     painted back to front: long hair, legs and shoes, waist, shirt, neck, arms and hands, head, hair, face.
     """
-    canvas, g = _Canvas(_background(identity.background, size)), _Body.from_keypoints(keypoints)
+    canvas, g = _Canvas(render_background(identity.background, size)), _Body.from_keypoints(keypoints)
     b = identity.build * g.k  # pixels per body unit, times the dancer's build: limb and torso thickness
     if identity.hair_style == "long":  # hangs behind the shoulders
         canvas.capsule(

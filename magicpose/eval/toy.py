@@ -57,11 +57,11 @@ def figure_mask(frame: np.ndarray, background: np.ndarray, threshold: float = FI
 
 def toy_background(identity: dict[str, Any], size: int) -> np.ndarray:
     """The `size` x `size` RGB background of a toy identity (an entry of `toy_world.json`), re-rendered."""
-    from magicpose.data.toy import Background, _background
+    from magicpose.data.toy import Background, render_background
 
     bg = dict(identity["background"])
     bg["colour"], bg["colour2"] = tuple(bg["colour"]), tuple(bg["colour2"])
-    return np.array(_background(Background(**bg), size)[..., :3])
+    return np.array(render_background(Background(**bg), size)[..., :3])
 
 
 def toy_identities(root: str | Path, split: str = "test") -> dict[str, dict[str, Any]]:

@@ -49,7 +49,7 @@ class MagicPoseTraining(pl.LightningModule):
         self.tokenizer = parts["tokenizer"]
         self.sample_scheduler = parts["scheduler"]
         self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"], spec.attention)
-        self.noise_scheduler = _training_scheduler(parts["scheduler"], train.prediction_type)
+        self.noise_scheduler = training_scheduler(parts["scheduler"], train.prediction_type)
         self.register_buffer("empty_text", self._encode_empty_prompt(), persistent=False)
         self.strict_loading = False  # checkpoints hold only the trained modules; on_load_checkpoint checks them
         self.unreached = freeze_unreached_parameters(self.model, self.vae_scale_factor)
@@ -227,7 +227,7 @@ def _frozen(module: torch.nn.Module | None) -> torch.nn.Module | None:
     return module
 
 
-def _training_scheduler(sample_scheduler: Any, prediction_type: str | None) -> DDPMScheduler:
+def training_scheduler(sample_scheduler: Any, prediction_type: str | None) -> DDPMScheduler:
     config = dict(sample_scheduler.config)
     if prediction_type is not None:
         if prediction_type not in PREDICTION_TYPES:
