@@ -84,6 +84,9 @@ class TrainConfig:
     pose_dropout: float = 0.0  # per item: blank pose map
     reference_noise: bool = False  # false: clean reference latent at the target's timestep (the original)
     gradient_checkpointing: bool = False
+    # Also train the main UNet. MagicPose keeps it frozen (it is pretrained SD); this is for worlds with no pretrained
+    # base, such as the CPU toy quickstart, where a frozen random UNet cannot produce a clean frame.
+    train_unet: bool = False
     seed: int = 42
     checkpoint_every: int = 1000  # resume state + safetensors of the trained modules
     keep_last: int = 3

@@ -156,3 +156,25 @@ def test_ema_weights_are_saved_next_to_the_trained_ones(toy_root, tmp_path):
     raw = load_file(step / "appearance_unet" / "diffusion_pytorch_model.safetensors")
     ema = load_file(step / "ema" / "appearance_unet" / "diffusion_pytorch_model.safetensors")
     assert raw.keys() == ema.keys() and any(not torch.equal(raw[k], ema[k]) for k in raw)
+
+
+def test_train_unet_switch_trains_saves_and_exports_the_main_unet(toy_root, tmp_path):
+    """The toy-world switch: the main UNet joins the trainable set, its weights are saved and exported."""
+    config = _config(STAGE2, toy_root, tmp_path / "unused", "model.paths.appearance_unet=null", "train.train_unet=true")
+    module = MagicPoseTraining(config)
+    assert module.model.unet.training and all(p.requires_grad for p in module.model.unet.parameters())
+    batch = next(iter(make_train_loader(config, rank=0, world_size=1, global_step=0)))
+    module.compute_loss(batch, torch.Generator().manual_seed(0)).backward()
+    assert [n for n, p in module.model.unet.named_parameters() if p.grad is None] == []
+
+    run = tmp_path / "run"
+    _fit(STAGE1, toy_root, run, "train.max_steps=2", "train.sample_every=0", "train.train_unet=true",
+         "train.ema_decay=0.9")
+    step = run / "weights" / "step-0000002"
+    assert (step / "unet").is_dir() and (step / "ema" / "unet").is_dir()
+    exported = load_file(run / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors")
+    ema = load_file(step / "ema" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert set(exported) == set(ema), (set(exported) ^ set(ema))
+    assert all(torch.equal(exported[k], ema[k]) for k in ema)
+    untouched = MagicPoseTraining(_config(STAGE1, toy_root, tmp_path / "x")).model.unet.state_dict()
+    assert any(not torch.equal(untouched[k], exported[k]) for k in exported)

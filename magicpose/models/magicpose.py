@@ -41,21 +41,26 @@ class MagicPoseModel(nn.Module):
         appearance_unet: UNet2DConditionModel,
         controlnet: ControlNetModel | None = None,
         attention: AttentionBackend = "sdpa",
+        train_unet: bool = False,
     ) -> None:
         super().__init__()
         self.unet = unet
+        self.train_unet = train_unet
         self.appearance_unet = appearance_unet
         self.controlnet = controlnet
         install_reference_reader(unet, attention)
         install_reference_writer(appearance_unet, attention)
         if controlnet is not None:
             install_plain_attention(controlnet, attention)
-        unet.requires_grad_(False)
-        unet.eval()
+        # MagicPose keeps the pretrained main UNet frozen; `train_unet` is for worlds with no pretrained base
+        # (the CPU toy quickstart), where a frozen random UNet could never produce a clean frame.
+        unet.requires_grad_(train_unet)
+        unet.train(train_unet)
 
     def train(self, mode: bool = True) -> MagicPoseModel:
         super().train(mode)
-        self.unet.eval()  # frozen: no dropout, and DDP sees no parameter of it
+        if not self.train_unet:
+            self.unet.eval()  # frozen: no dropout, and DDP sees no parameter of it
         return self
 
     def encode_reference(

@@ -39,9 +39,8 @@ class TrainedWeights(pl.Callback):
             part.save_pretrained(partial / name, safe_serialization=True)
         if module.ema is not None:
             ema = module.pipeline(use_ema=True)
-            ema.appearance_unet.save_pretrained(partial / "ema" / "appearance_unet", safe_serialization=True)
-            if ema.controlnet is not None:
-                ema.controlnet.save_pretrained(partial / "ema" / "controlnet", safe_serialization=True)
+            for name in module.trained_modules():
+                getattr(ema, name).save_pretrained(partial / "ema" / name, safe_serialization=True)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
         for old in sorted(self.folder.glob("step-*"))[: -self.keep] if self.keep > 0 else []:

@@ -30,7 +30,7 @@ from magicpose.models.magicpose import MagicPoseModel
 from magicpose.pipelines.magicpose import MagicPosePipeline
 from magicpose.training.data import training_loader
 
-TRAINED_PREFIXES = ("model.appearance_unet.", "model.controlnet.")
+TRAINED_PREFIXES = ("model.appearance_unet.", "model.controlnet.")  # + "model.unet." with train.train_unet
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
@@ -48,7 +48,9 @@ class MagicPoseTraining(pl.LightningModule):
         self.text_encoder = _frozen(parts["text_encoder"])
         self.tokenizer = parts["tokenizer"]
         self.sample_scheduler = parts["scheduler"]
-        self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"], spec.attention)
+        self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"], spec.attention,
+                                    train_unet=train.train_unet)
+        self.trained_prefixes = TRAINED_PREFIXES + (("model.unet.",) if train.train_unet else ())
         self.noise_scheduler = training_scheduler(parts["scheduler"], train.prediction_type)
         self.register_buffer("empty_text", self._encode_empty_prompt(), persistent=False)
         self.strict_loading = False  # checkpoints hold only the trained modules; on_load_checkpoint checks them
@@ -152,8 +154,11 @@ class MagicPoseTraining(pl.LightningModule):
         self.log("trained_steps", float(self.global_step + 1), batch_size=b)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None and (batch_idx + 1) % self.config.train.accumulate_grad_batches == 0:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here rather than in on_train_batch_end, which runs *after* the callbacks' hooks: the weights a callback
+        # saves at step N must hold N EMA updates. Lightning calls this once per real (accumulated) step.
+        if self.ema is not None:
             self.ema.step(self.trainable_parameters())
 
     def configure_optimizers(self):
@@ -170,13 +175,13 @@ class MagicPoseTraining(pl.LightningModule):
     # ----- checkpoints: only what trains -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
-        for key in [k for k in state if not k.startswith(TRAINED_PREFIXES)]:
+        for key in [k for k in state if not k.startswith(self.trained_prefixes)]:
             del state[key]
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        expected = {k for k in self.state_dict() if k.startswith(TRAINED_PREFIXES)}
+        expected = {k for k in self.state_dict() if k.startswith(self.trained_prefixes)}
         have = set(checkpoint["state_dict"])
         missing, unexpected = sorted(expected - have), sorted(have - expected)
         if missing or unexpected:
@@ -191,19 +196,23 @@ class MagicPoseTraining(pl.LightningModule):
         modules = {"appearance_unet": self.model.appearance_unet}
         if self.model.controlnet is not None:
             modules["controlnet"] = self.model.controlnet
+        if self.model.train_unet:
+            modules["unet"] = self.model.unet
         return modules
 
     def pipeline(self, use_ema: bool = True) -> MagicPosePipeline:
         """A MagicPosePipeline on this module's components (sharing their weights; EMA weights if enabled)."""
-        appearance, controlnet = self.model.appearance_unet, self.model.controlnet
+        modules = {"unet": self.model.unet, "appearance_unet": self.model.appearance_unet,
+                   "controlnet": self.model.controlnet}
         if use_ema and self.ema is not None:
             import copy
 
-            appearance, controlnet = copy.deepcopy(appearance), copy.deepcopy(controlnet)
-            params = [p for m in (appearance, controlnet) if m is not None for p in m.parameters() if p.requires_grad]
+            modules = {name: copy.deepcopy(m) for name, m in modules.items()}
+            # same order as trainable_parameters(): model.unet, model.appearance_unet, model.controlnet
+            params = [p for m in modules.values() if m is not None for p in m.parameters() if p.requires_grad]
             self.ema.copy_to(params)
-        pipe = MagicPosePipeline(self.vae, self.text_encoder, self.tokenizer, self.model.unet, appearance,
-                                 controlnet, self.sample_scheduler)
+        pipe = MagicPosePipeline(self.vae, self.text_encoder, self.tokenizer, modules["unet"],
+                                 modules["appearance_unet"], modules["controlnet"], self.sample_scheduler)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
