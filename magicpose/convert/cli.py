@@ -12,6 +12,8 @@ EPILOG = """examples:
   magicpose convert controlnet --checkpoint control_v11p_sd15_openpose.pth --out pretrained_weights/control_v11p_sd15_openpose
   magicpose convert sd --checkpoint v1-5-pruned-emaonly.safetensors --out pretrained_weights/stable-diffusion-v1-5
   magicpose convert export --pipeline pretrained_weights/MagicPose --out model_state-export.safetensors --pickle
+  magicpose convert followyourpose --checkpoint checkpoints/followyourpose_checkpoint-1000 \\
+      --pose-encoder checkpoints/pose_encoder.pth --sd checkpoints/stable-diffusion-v1-4 --out pretrained_weights/FollowYourPose
 
 Pickles are read with torch.load(weights_only=True) only: a file that holds anything but tensors is refused unread.
 Every key is converted or dropped for a stated reason (printed, and saved as conversion.json in the output)."""
@@ -70,6 +72,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="stage2: model_state-110000.th keys; stage1: model_state-10000.th keys")
     q.add_argument("--overwrite", action="store_true", help="replace existing output files")
     q.set_defaults(func=_cmd_export)
+    _add_followyourpose(sub)
+
+
+def _add_followyourpose(sub: argparse._SubParsersAction) -> None:
+    q = sub.add_parser("followyourpose", help="Follow-Your-Pose release (checkpoint-1000 + pose_encoder.pth) -> folder",
+                       description="followyourpose_checkpoint-1000 (the accelerate folder or its pytorch_model.bin) "
+                                   "and pose_encoder.pth -> a Follow-Your-Pose pipeline folder for "
+                                   "`magicpose fyp-sample` (model.pretrained=OUT). With --export: the reverse.")
+    q.add_argument("--checkpoint", type=Path,
+                   help="followyourpose_checkpoint-1000/ or its pytorch_model.bin (UNet3D + skeleton_adapter)")
+    q.add_argument("--pose-encoder", type=Path, help="pose_encoder.pth (used when the checkpoint has no adapter)")
+    q.add_argument("--sd", metavar="DIR", help="Stable Diffusion 1.4/1.5 diffusers folder: its unet config, and its "
+                                               "vae / text_encoder / tokenizer / scheduler are copied into --out")
+    q.add_argument("--components", default="configs/models/sd15", metavar="DIR",
+                   help="component configs when --sd is not given (default configs/models/sd15)")
+    q.add_argument("--export", type=Path, metavar="PIPELINE",
+                   help="instead: write this pipeline folder's unet + adapter in the original layout to --out "
+                        "(.bin / .pth: weights-only pickle; .safetensors)")
+    q.add_argument("--out", required=True, type=Path, help="output folder (or file with --export)")
+    q.add_argument("--dtype", default="keep", choices=["keep", "float32", "float16", "bfloat16"],
+                   help="dtype of the written weights (default: as in the checkpoint)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    q.set_defaults(func=_cmd_followyourpose)
+
+
+def _cmd_followyourpose(args: argparse.Namespace) -> int:
+    from magicpose.convert.followyourpose import convert_followyourpose, export_followyourpose
+    from magicpose.errors import UserError
+
+    if args.export is not None:
+        path = export_followyourpose(args.export, args.out, overwrite=args.overwrite)
+        print(f"exported {args.export} -> {path} (the original pytorch_model.bin layout)")
+        return 0
+    if args.checkpoint is None:
+        raise UserError("convert followyourpose: --checkpoint is required (or --export PIPELINE)")
+    report = convert_followyourpose(args.checkpoint, args.out, pose_encoder=args.pose_encoder, sd=args.sd,
+                                    components=args.components, dtype=args.dtype, overwrite=args.overwrite)
+    print("\n".join(report.lines()))
+    return 0
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
