@@ -8,7 +8,9 @@ or `T H W`). Everything is measured against the ground-truth frames of held-out 
   every pixel whose colour is far from that background (`figure_mask`). On ground-truth frames this extractor
   matches the true masks almost exactly (see `evaluate_toy(...)["mask_extractor_iou"]`); on generated frames it
   measures where the model painted something other than the reference's background.
-* appearance: `l1`, `psnr`, `ssim` and `colour_histogram_distance` (whole frame and figure only).
+* appearance: `l1`, `psnr`, `ssim` (the TikTok protocol's metrics, `magicpose.eval.metrics`, in their
+  `fixed` form: L1 on [0, 1], PSNR from a float MSE, grayscale SSIM with a 7x7 window) and
+  `colour_histogram_distance` (whole frame and figure only).
 
 `evaluate_toy` compares the generated frames with two baselines: *copy the reference frame* (the reference's
 true mask and pixels as the prediction of every target frame) and *wrong reference* (the same pose sequence
@@ -24,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-PSNR_CAP = 100.0  # dB: identical frames (infinite PSNR) count as this, so means stay finite
+from magicpose.eval import metrics as protocol_metrics
+
+PSNR_CAP = protocol_metrics.PSNR_CAP  # dB: identical frames (infinite PSNR) count as this, so means stay finite
 FIGURE_THRESHOLD = 40.0  # RGB distance (0-255 scale) from the background above which a pixel is figure
 HIST_BINS = 8  # per channel: 8^3 colour cells
-SSIM_KERNEL = 7  # gaussian window (sigma 1.5); 11, the usual size, is a third of a 32 px frame
 
 METRICS = ("mask_iou", "l1", "psnr", "ssim", "colour_hist", "figure_colour_hist")
 LOWER_IS_BETTER = frozenset({"l1", "colour_hist", "figure_colour_hist"})
@@ -70,37 +72,37 @@ def toy_identities(root: str | Path, split: str = "test") -> dict[str, dict[str,
     return {entry["video"]: entry["identity"] for entry in world["splits"][split]}
 
 
-# ----- image metrics (frames in uint8 or in [0, 1] floats; computed in [0, 1]) -------------------------------
-def _unit(frames: np.ndarray) -> np.ndarray:
+# ----- image metrics: the TikTok protocol's (`metrics.py`, `fixed` form), on uint8 frames ----------------------
+def _uint8(frames: np.ndarray) -> np.ndarray:
+    """uint8 as is; [0, 1] floats rounded to 8 bits (the protocol's metrics read 8-bit frames)."""
     frames = np.asarray(frames)
     if frames.dtype == np.uint8:
-        return frames.astype(np.float64) / 255.0
-    return frames.astype(np.float64)
+        return frames
+    return np.clip(np.rint(frames.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _frames(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(`H W 3`, `H W 3`) pairs of one frame (`H W 3`) or a clip (`T H W 3`)."""
+    a, b = _uint8(a), _uint8(b)
+    if a.ndim == 3:
+        return [(a, b)]
+    return list(zip(a, b))
 
 
 def l1(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference on the [0, 1] scale."""
-    return float(np.abs(_unit(a) - _unit(b)).mean())
+    """Mean absolute difference on the [0, 1] scale (the protocol's `fixed` L1)."""
+    return float(np.mean([protocol_metrics.l1(x, y, "fixed") for x, y in _frames(a, b)]))
 
 
 def psnr(a: np.ndarray, b: np.ndarray, cap: float = PSNR_CAP) -> float:
-    """Peak signal-to-noise ratio in dB (peak 1 on the [0, 1] scale), capped at `cap` for identical frames."""
-    mse = float(((_unit(a) - _unit(b)) ** 2).mean())
-    if mse == 0.0:
-        return cap
-    return float(min(cap, 10.0 * np.log10(1.0 / mse)))
+    """PSNR in dB (the protocol's `fixed` PSNR, float MSE), at most `cap` (identical frames give `cap`)."""
+    values = [protocol_metrics.psnr(x, y, "fixed") for x, y in _frames(a, b)]
+    return float(min(cap, np.mean(values)))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM (gaussian window `SSIM_KERNEL`, sigma 1.5, data range 1) of `H W 3` or `T H W 3` frames."""
-    from torchmetrics.functional import structural_similarity_index_measure
-
-    x, y = (torch.from_numpy(_unit(f)).float() for f in (a, b))
-    if x.ndim == 3:
-        x, y = x[None], y[None]
-    x, y = x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2)
-    value = structural_similarity_index_measure(x, y, kernel_size=SSIM_KERNEL, sigma=1.5, data_range=1.0)
-    return float(value)
+    """Mean SSIM of `H W 3` or `T H W 3` frames: the protocol's (grayscale, 7x7 uniform window, skimage)."""
+    return float(np.mean([protocol_metrics.ssim(x, y) for x, y in _frames(a, b)]))
 
 
 def colour_histogram(pixels: np.ndarray, bins: int = HIST_BINS) -> np.ndarray:
