@@ -1,0 +1,237 @@
+"""`magicpose fyp-sample`: a prompt + a skeleton video -> a Follow-Your-Pose video (mp4, gif, grid, frames, run.json).
+
+Skeleton frames are taken as the original did: frames `start, start + stride, ...` (stride 5 by default) of a video or
+of a naturally sorted folder of images, centre-cropped (or padded) to squares. A skeleton too short for the request is
+a one-line error that says which `--frames` / `--stride` would fit (the original crashed with "Out of bound indices").
+Accepted skeletons: `magicpose extract-pose` output (OpenPose colours) and mmpose / COCO-17 renderings on black
+(the released adapter's training style); any RGB pose map on black works with an adapter trained on its style.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicpose.errors import UserError
+
+if TYPE_CHECKING:  # the CLI imports this module at start-up: torch & co. load in the handler
+    import torch
+    from PIL import Image
+
+OUTPUT_NAMES = ("frames", "video.mp4", "video.gif", "grid.mp4", "run.json")
+
+EPILOG = """examples:
+  magicpose fyp-sample -c configs/followyourpose/tiny.yaml --prompt "a robot dancing" --skeleton poses.mp4 --out out/
+  magicpose fyp-sample -c configs/followyourpose/inference.yaml --prompt "Iron man on the beach" \\
+      --skeleton pose_example/vis_ikun_pose2.mov --frames 24 --out out/ --context-length 16
+
+outputs in --out: frames/NNNN.png, video.mp4, video.gif, grid.mp4 (skeleton | result), run.json (resolved config,
+skeleton frame indices, seed, versions). An existing result is never replaced without --overwrite."""
+
+
+@dataclass
+class SampleRequest:
+    prompt: str
+    skeleton: Path
+    out: Path
+    overwrite: bool = False
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fyp-sample", help="Follow-Your-Pose: text + skeleton video -> video",
+                       description="Generate a video that follows a skeleton sequence and a text prompt "
+                                   "(Follow-Your-Pose).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "-c", action="append", required=True, metavar="YAML",
+                   help="config file (repeat to merge several, later ones win)")
+    p.add_argument("--prompt", required=True, help="what the video shows (inference.prompt)")
+    p.add_argument("--skeleton", required=True, type=Path, help="skeleton video, or a folder of pose images")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--frames", type=int, help="frames to generate (inference.frames, default 32)")
+    p.add_argument("--stride", type=int, help="use every S-th skeleton frame (inference.stride, default 5)")
+    p.add_argument("--start", type=int, help="first skeleton frame used (inference.start)")
+    p.add_argument("--steps", type=int, help="DDIM steps (inference.steps)")
+    p.add_argument("--guidance-scale", type=float, help="text CFG scale (inference.guidance_scale)")
+    p.add_argument("--seed", type=int, help="random seed (inference.seed)")
+    p.add_argument("--context-length", type=int,
+                   help="sliding window in frames for long videos (inference.context_length; default: one pass)")
+    p.add_argument("--context-overlap", type=int, help="frames shared by neighbouring windows")
+    p.add_argument("--size", type=int, help="square frame side in pixels (inference.size)")
+    p.add_argument("--fps", type=float, help="frame rate of the written videos (inference.fps)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (device)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="any config key, e.g. inference.pose_scale=0.8")
+    p.set_defaults(func=_cmd_fyp_sample)
+
+
+def _cmd_fyp_sample(args: argparse.Namespace) -> int:
+    from magicpose.config import load_config
+    from magicpose.config_fyp import FypConfig, check_system
+
+    check_output_folder(args.out, args.overwrite)
+    flags = {"frames": "inference.frames", "stride": "inference.stride", "start": "inference.start",
+             "steps": "inference.steps", "guidance_scale": "inference.guidance_scale", "seed": "inference.seed",
+             "context_length": "inference.context_length", "context_overlap": "inference.context_overlap",
+             "size": "inference.size", "fps": "inference.fps", "device": "device"}
+    overrides = [f"{key}={getattr(args, attr)}" for attr, key in flags.items() if getattr(args, attr) is not None]
+    config = load_config(args.config, overrides + list(args.overrides), schema=FypConfig)
+    check_system(config)
+    record = run_fyp_sample(config, SampleRequest(args.prompt, args.skeleton, args.out, args.overwrite))
+    print(f"wrote {record['num_frames']} frames to {args.out} in {record['seconds']:.1f} s")
+    return 0
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    existing = [name for name in OUTPUT_NAMES if (out / name).exists()]
+    if existing and not overwrite:
+        raise UserError(f"{out}: already holds results ({', '.join(existing)}); pass --overwrite to replace them")
+
+
+def skeleton_indices(available: int, frames: int, stride: int, start: int, source: Path) -> list[int]:
+    """`start, start + stride, ...` (`frames` of them), or a `UserError` saying what would fit."""
+    if frames < 1 or stride < 1 or start < 0:
+        raise UserError(f"need frames >= 1, stride >= 1, start >= 0 (got {frames}, {stride}, {start})")
+    need = start + (frames - 1) * stride + 1
+    if need <= available:
+        return list(range(start, need, stride))
+    if available <= start:
+        raise UserError(f"{source}: has {available} frames, fewer than the start frame {start}")
+    fit_frames = (available - 1 - start) // stride + 1
+    hint = f"use --frames {fit_frames}"
+    if frames > 1 and (available - 1 - start) // (frames - 1) >= 1:
+        hint += f" or --stride {(available - 1 - start) // (frames - 1)}"
+    raise UserError(f"{source}: has {available} frames; {frames} frames at stride {stride} from frame {start} "
+                    f"need {need} ({hint})")
+
+
+def read_skeleton(path: Path, frames: int, stride: int, start: int) -> tuple[list[Image.Image], list[int]]:
+    """The chosen skeleton frames of a video (streamed, stopping at the last one needed) or an image folder."""
+    from PIL import Image
+
+    from magicpose.data.media import iter_video_frames, list_images, load_image
+
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder (--skeleton)")
+    if path.is_dir():
+        files = list_images(path)
+        indices = skeleton_indices(len(files), frames, stride, start, path)
+        return [load_image(files[i]) for i in indices], indices
+    wanted = set(skeleton_indices(10**9, frames, stride, start, path))  # checks the numbers before decoding
+    picked, seen = {}, 0
+    for index, frame in enumerate(iter_video_frames(path)):
+        seen = index + 1
+        if index in wanted:
+            picked[index] = Image.fromarray(frame)
+            if len(picked) == len(wanted):
+                break
+    if len(picked) < len(wanted):
+        skeleton_indices(seen, frames, stride, start, path)  # the video ended early: raises with its length
+    indices = sorted(picked)
+    return [picked[i] for i in indices], indices
+
+
+def run_fyp_sample(config: Any, request: SampleRequest) -> dict[str, Any]:
+    import torch
+
+    from magicpose.animate import resolve_device
+    from magicpose.config import to_container
+    from magicpose.data.media import to_square
+    from magicpose.models.fyp_components import FypModelSpec
+    from magicpose.pipelines.followyourpose import FollowYourPosePipeline
+
+    check_output_folder(request.out, request.overwrite)
+    inf = config.inference
+    if inf.resize_mode not in ("crop", "pad"):
+        raise UserError(f"inference.resize_mode: {inf.resize_mode!r} is not 'crop' or 'pad'")
+    skeleton, indices = read_skeleton(request.skeleton, inf.frames, inf.stride, inf.start)
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    pipe = FollowYourPosePipeline.from_spec(FypModelSpec(**to_container(config.model))).to(device)
+    _swap_scheduler(pipe, inf.scheduler)
+    multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.unet.config.block_out_channels) - 1)
+    if inf.size <= 0 or inf.size % multiple:
+        raise UserError(f"inference.size: {inf.size} must be a positive multiple of {multiple} for this model")
+    if pipe.pose_adapter is None:
+        raise UserError("model: this Follow-Your-Pose model has no pose adapter (model.with_pose_adapter is false)")
+    skeleton = [to_square(image, inf.size, inf.resize_mode) for image in skeleton]
+    frames = pipe(
+        request.prompt, skeleton, num_inference_steps=inf.steps, guidance_scale=inf.guidance_scale,
+        negative_prompt=inf.negative_prompt, pose_scale=inf.pose_scale, pose_on_uncond=inf.pose_on_uncond,
+        context_length=inf.context_length, context_overlap=inf.context_overlap,
+        generator=torch.Generator(device=device).manual_seed(inf.seed),
+    ).frames
+    record = _record(config, request, indices, device, time.perf_counter() - started)
+    _write_outputs(request.out, skeleton, frames, inf.fps, record)
+    return record
+
+
+def _swap_scheduler(pipe: Any, name: str | None) -> None:
+    if not name:
+        return
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None or not name.endswith("Scheduler") or not hasattr(cls, "from_config"):
+        raise UserError(f"inference.scheduler: {name!r} is not a diffusers scheduler class")
+    pipe.scheduler = cls.from_config(pipe.scheduler.config)
+
+
+def _record(config: Any, request: SampleRequest, indices: list[int], device: torch.device, seconds: float) -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    import magicpose
+    from magicpose.config import to_container
+
+    return {
+        "command": "fyp-sample",
+        "prompt": request.prompt,
+        "skeleton": str(request.skeleton),
+        "skeleton_frames": indices,
+        "num_frames": len(indices),
+        "seed": config.inference.seed,
+        "device": str(device),
+        "seconds": round(seconds, 2),
+        "config": to_container(config),
+        "versions": {"magicpose": magicpose.__version__, "torch": torch.__version__,
+                     "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+                     "python": platform.python_version()},
+    }
+
+
+def _write_outputs(out: Path, skeleton: list[Image.Image], frames: list[Image.Image], fps: float, record: dict
+                   ) -> None:
+    """Everything goes into a staging folder first, then moves in: an interrupted run leaves no half result."""
+    import numpy as np
+
+    from magicpose.data.media import hstack, write_gif, write_video
+
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "frames").mkdir(parents=True)
+    for index, frame in enumerate(frames):
+        frame.save(staging / "frames" / f"{index:04d}.png")
+    write_video(staging / "video.mp4", frames, fps)
+    write_gif(staging / "video.gif", frames, fps)
+    write_video(staging / "grid.mp4", [np.asarray(hstack([pose, frame])) for pose, frame in zip(skeleton, frames)],
+                fps)
+    (staging / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    for name in OUTPUT_NAMES:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        (staging / name).rename(target)
+    staging.rmdir()

@@ -1,0 +1,67 @@
+"""`magicpose fyp-sample` end to end on the tiny config, and its skeleton checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from magicpose.cli import main
+from magicpose.data.media import count_frames, write_video
+from magicpose.errors import UserError
+from magicpose.fyp_sample import skeleton_indices
+
+from .conftest import REPO, stick_pose
+
+TINY = REPO / "configs/followyourpose/tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def skeleton_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("skeleton") / "dance.mp4"
+    write_video(path, [np.asarray(stick_pose(seed, 48)) for seed in range(16)], fps=8)
+    return path
+
+
+def test_fyp_sample_writes_an_mp4_with_the_requested_frames(skeleton_video, tmp_path):
+    out = tmp_path / "out"
+    argv = ["fyp-sample", "-c", str(TINY), "--prompt", "a robot dancing", "--skeleton", str(skeleton_video),
+            "--frames", "4", "--steps", "2", "--out", str(out), "--context-length", "3", "--context-overlap", "1"]
+    assert main(argv) == 0
+    assert count_frames(out / "video.mp4") == 4 and count_frames(out / "grid.mp4") == 4
+    assert (out / "video.gif").is_file() and len(list((out / "frames").glob("*.png"))) == 4
+    record = json.loads((out / "run.json").read_text())
+    assert record["skeleton_frames"] == [0, 5, 10, 15]  # the original's stride 5
+    assert record["config"]["inference"]["context_length"] == 3
+    assert main(argv) == 1  # an existing result is not replaced without --overwrite
+
+
+def test_fyp_sample_accepts_a_folder_of_pose_images(tmp_path):
+    poses = tmp_path / "poses"
+    poses.mkdir()
+    for i in range(5):
+        stick_pose(i, 40).save(poses / f"{i}.png")
+    out = tmp_path / "out"
+    argv = ["fyp-sample", "-c", str(TINY), "--prompt", "x", "--skeleton", str(poses), "--frames", "3", "--stride",
+            "2", "--steps", "1", "--out", str(out), "inference.guidance_scale=1.0"]
+    assert main(argv) == 0
+    assert count_frames(out / "video.mp4") == 3
+    assert json.loads((out / "run.json").read_text())["skeleton_frames"] == [0, 2, 4]
+
+
+def test_too_short_skeleton_is_a_one_line_error_and_exit_1(skeleton_video, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["fyp-sample", "-c", str(TINY), "--prompt", "x", "--skeleton", str(skeleton_video), "--out", str(out)]
+    assert main(argv) == 1  # 8 frames at stride 5 need 36 frames; the video has 16
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "has 16 frames" in err and "need 36" in err and "--frames 4" in err and "--stride 2" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_skeleton_indices():
+    assert skeleton_indices(156, 32, 5, 0, REPO) == list(range(0, 156, 5))
+    with pytest.raises(UserError, match="has 137 frames"):
+        skeleton_indices(137, 32, 5, 0, REPO)  # the bundled vis_ikun_pose1 case that crashed the original
+    assert skeleton_indices(10, 3, 2, 5, REPO) == [5, 7, 9]
