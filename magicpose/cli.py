@@ -95,6 +95,12 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from magicpose.config_fyp import SYSTEM, config_system
+
+    if config_system(args.config) == SYSTEM:  # Follow-Your-Pose configs say `system: followyourpose`
+        from magicpose.training.followyourpose import cli_fit
+
+        return cli_fit(args)
     from magicpose.config import FitConfig, load_config
     from magicpose.training.fit import run_fit
 
@@ -121,10 +127,11 @@ def _command_registrars():
     from magicpose.convert.cli import add_parser as convert
     from magicpose.data.check import add_parser as check_data
     from magicpose.data.toy import add_parser as toy_data
+    from magicpose.fyp_sample import add_parser as fyp_sample
     from magicpose.pose.extract import add_parser as extract_pose
     from magicpose.pose.prepare import add_parser as prepare_video
 
-    return [toy_data, check_data, extract_pose, prepare_video, convert]
+    return [toy_data, check_data, extract_pose, prepare_video, convert, fyp_sample]
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:

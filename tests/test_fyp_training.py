@@ -1,0 +1,107 @@
+"""Follow-Your-Pose training: both stages' trainable sets, a smoke step each, `magicpose fit` for both stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from magicpose.cli import main
+from magicpose.config import load_config
+from magicpose.config_fyp import FypFitConfig
+from magicpose.data.toy import generate_toy_dataset
+from magicpose.data.video_caption import VideoCaptionDataset
+from magicpose.errors import UserError
+from magicpose.training.followyourpose import FollowYourPoseTraining, make_fyp_loader
+
+from .conftest import REPO
+
+STAGE1 = REPO / "configs/followyourpose/tiny_stage1.yaml"
+STAGE2 = REPO / "configs/followyourpose/tiny_stage2.yaml"
+PATTERNS = ("attn1.to_q", "attn2.to_q", "attn_temp", "conv_temporal")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A toy TikTok-format dataset (stage 1) and a captions file over its frame folders (stage 2)."""
+    root = tmp_path_factory.mktemp("fyp_data") / "toy"
+    generate_toy_dataset(root, videos=2, test_videos=1, frames=6, size=48, seed=0)
+    videos = sorted(p for p in (root / "train_set").iterdir() if p.is_dir())
+    lines = [json.dumps({"video": f"toy/train_set/{v.name}", "caption": f"dancer number {i}",
+                         "pose": f"toy/pose_map_train_set/{v.name}"}) for i, v in enumerate(videos)]
+    captions = root.parent / "captions.jsonl"
+    captions.write_text("\n".join(lines) + "\n")
+    return {"root": root, "captions": captions}
+
+
+def _config(path, data, run_dir, *overrides):
+    return load_config([path], [f"data.root={data['root']}", f"data.captions={data['captions']}",
+                                f"run_dir={run_dir}", *overrides], schema=FypFitConfig)
+
+
+def _step_and_check(module: FollowYourPoseTraining, config, expected_trainable: set[str]) -> None:
+    """One loss/backward/step: grads exactly on the trainable set; frozen parameters bit-identical after the step."""
+    params = dict(module.named_parameters())
+    assert {n for n, p in params.items() if p.requires_grad} == expected_trainable == set(module.trained_names)
+    batch = next(iter(make_fyp_loader(config, rank=0, world_size=1, global_step=0)))
+    frozen = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
+    before = {n: params[n].detach().clone() for n in expected_trainable}
+    optimizer = module.configure_optimizers()["optimizer"]
+    loss = module.compute_loss(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert {n for n, p in params.items() if p.grad is not None} == expected_trainable
+    optimizer.step()
+    assert all(torch.equal(params[n], value) for n, value in frozen.items())
+    assert any(not torch.equal(params[n], before[n]) for n in expected_trainable)
+
+
+def test_stage1_trains_exactly_the_pose_adapter(data, tmp_path):
+    config = _config(STAGE1, data, tmp_path / "run")
+    module = FollowYourPoseTraining(config)
+    expected = {n for n, _ in module.named_parameters() if n.startswith("pose_adapter.")}
+    assert expected
+    _step_and_check(module, config, expected)
+
+
+def test_stage2_trains_exactly_the_original_four_module_kinds(data, tmp_path):
+    config = _config(STAGE2, data, tmp_path / "run", "train.pose_in_stage2=true")
+    module = FollowYourPoseTraining(config)
+    expected = {n for n, _ in module.named_parameters()
+                if n.startswith("unet.") and any(f"{p}." in n for p in PATTERNS)}
+    blocks = len(module.unet.transformer_blocks())
+    assert len(expected) == 9 * blocks  # to_q x2, attn_temp q/k/v/out.w/out.b, conv_temporal down/up
+    assert not any("norm_temp" in n for n in expected)  # the original's norm_temp stays frozen
+    _step_and_check(module, config, expected)
+
+
+def test_video_caption_dataset_windows_and_errors(data, tmp_path):
+    dataset = VideoCaptionDataset(data["captions"], frames=4, stride=4, size=32, seed=0, with_pose=True)
+    item = dataset.item(1, epoch=0)
+    assert item["pixel_values"].shape == (4, 3, 32, 32) and item["pose_pixel_values"].shape == (4, 3, 32, 32)
+    assert item["caption"] == "dancer number 1" and item["pixel_values"].min() >= -1
+    assert torch.equal(item["pixel_values"], dataset.item(1, epoch=0)["pixel_values"])  # seeded by (seed, epoch, index)
+    with pytest.raises(UserError, match="fewer than the 7"):
+        VideoCaptionDataset(data["captions"], frames=7, size=32).item(0, 0)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"video": "missing.mp4", "caption": "x"}\n')
+    with pytest.raises(UserError, match="does not exist"):
+        VideoCaptionDataset(bad)
+
+
+def test_fit_both_stages_through_the_cli(data, tmp_path):
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    common = [f"data.root={data['root']}", f"data.captions={data['captions']}", "train.max_steps=2"]
+    assert main(["fit", "-c", str(STAGE1), f"run_dir={s1}", *common]) == 0
+    adapter = load_file(s1 / "weights/step-0000002/pose_adapter/diffusion_pytorch_model.safetensors")
+    assert (s1 / "pipeline/unet").is_dir() and (s1 / "checkpoints/last.ckpt").is_file()
+    saved = torch.load(s1 / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert saved and all(k.startswith("pose_adapter.") for k in saved)  # trained-only checkpoints
+
+    assert main(["fit", "-c", str(STAGE2), f"run_dir={s2}", f"model.pretrained={s1 / 'pipeline'}", *common]) == 0
+    delta = load_file(s2 / "weights/step-0000002/unet/trainable.safetensors")
+    assert delta and all(any(f"{p}." in k for p in PATTERNS) for k in delta)
+    exported = load_file(s2 / "pipeline/pose_adapter/diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(exported[k], adapter[k]) for k in adapter)  # stage 2 keeps the stage-1 adapter frozen
