@@ -65,3 +65,14 @@ def test_skeleton_indices():
     with pytest.raises(UserError, match="has 137 frames"):
         skeleton_indices(137, 32, 5, 0, REPO)  # the bundled vis_ikun_pose1 case that crashed the original
     assert skeleton_indices(10, 3, 2, 5, REPO) == [5, 7, 9]
+
+
+def test_txt2video_script_names_the_missing_weights(tmp_path):
+    import subprocess
+
+    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", "dance.mp4"], cwd=REPO, capture_output=True,
+                         text=True, env={"FYP_PIPELINE": str(tmp_path / "FYP"), "FYP_CHECKPOINTS": str(tmp_path),
+                                         "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 1
+    assert f"{tmp_path}/FYP/" in res.stderr and "followyourpose_checkpoint-1000" in res.stderr
+    assert "magicpose convert followyourpose" in res.stderr

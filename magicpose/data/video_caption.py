@@ -143,3 +143,24 @@ class VideoCaptionDataset(torch.utils.data.Dataset):
 
     def _stack(self, images: list[Image.Image], signed: bool) -> torch.Tensor:
         return torch.stack([to_tensor(to_square(image, self.size, self.resize_mode), signed) for image in images])
+
+
+def write_captions(clips: list[tuple[Path, str]], captions: str | Path) -> Path:
+    """A `.jsonl` captions file listing `(video or frame folder, caption)` pairs, paths relative to the file."""
+    import os
+
+    captions = Path(captions)
+    captions.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"video": os.path.relpath(video, captions.parent), "caption": caption})
+             for video, caption in clips]
+    captions.write_text("\n".join(lines) + "\n")
+    return captions
+
+
+def captions_for_folders(split: str | Path, captions: str | Path, caption: str) -> Path:
+    """One clip per frame folder of `split` (e.g. `dataset/toy/train_set`), all with the same caption."""
+    folders = sorted((p for p in Path(split).iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.name)
+    if not folders:
+        raise UserError(f"{split}: no frame folders")
+    return write_captions([(folder, caption) for folder in folders], captions)
