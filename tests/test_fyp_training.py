@@ -14,6 +14,7 @@ from magicpose.config_fyp import FypFitConfig
 from magicpose.data.toy import generate_toy_dataset
 from magicpose.data.video_caption import VideoCaptionDataset
 from magicpose.errors import UserError
+from magicpose.models.fyp_components import FypModelSpec, build_fyp_components
 from magicpose.training.followyourpose import FollowYourPoseTraining, make_fyp_loader
 
 from .conftest import REPO
@@ -105,3 +106,26 @@ def test_fit_both_stages_through_the_cli(data, tmp_path):
     assert delta and all(any(f"{p}." in k for p in PATTERNS) for k in delta)
     exported = load_file(s2 / "pipeline/pose_adapter/diffusion_pytorch_model.safetensors")
     assert all(torch.equal(exported[k], adapter[k]) for k in adapter)  # stage 2 keeps the stage-1 adapter frozen
+    # the per-step delta on top of the stage-1 pipeline is the exported stage-2 UNet
+    spec = FypModelSpec(pretrained=str(s1 / "pipeline"), components=None, unet_delta=str(s2 / "weights/step-0000002/unet"))
+    rebuilt = build_fyp_components(spec, ("unet",))["unet"].state_dict()
+    final = load_file(s2 / "pipeline/unet/diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(rebuilt[k], final[k]) for k in final)
+
+
+def test_gradient_checkpointing_keeps_pose_and_temporal_layers(data, tmp_path):
+    """The original dropped the pose under checkpointing; here loss and gradients do not change."""
+    config = _config(STAGE2, data, tmp_path / "run", "train.pose_in_stage2=true", "data.frames=3")
+    module = FollowYourPoseTraining(config)
+    batch = next(iter(make_fyp_loader(config, rank=0, world_size=1, global_step=0)))
+    results = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            module.unet.enable_gradient_checkpointing()
+        module.zero_grad(set_to_none=True)
+        loss = module.compute_loss(batch, torch.Generator().manual_seed(0))
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}))
+    (plain_loss, plain), (ckpt_loss, ckpt) = results
+    assert torch.allclose(plain_loss, ckpt_loss, atol=1e-6) and plain.keys() == ckpt.keys()
+    assert all(torch.allclose(plain[n], ckpt[n], atol=1e-5) for n in plain)

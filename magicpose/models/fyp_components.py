@@ -53,6 +53,8 @@ class FypModelSpec:
     dtype: str = "float32"
     video: VideoOptions = field(default_factory=VideoOptions)
     with_pose_adapter: bool = True
+    # trained stage-2 parameters on top of the UNet: a `weights/step-N/unet/` folder of `magicpose fit` or its file
+    unet_delta: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.video, dict):  # from a plain container (OmegaConf.to_container)
@@ -95,7 +97,7 @@ def _build_one(spec: FypModelSpec, name: str, index: int, built: dict[str, Any])
     source = _local_source(spec, name)
     if source is not None:
         if name == "unet":
-            return load_video_unet(source, spec)
+            return apply_unet_delta(load_video_unet(source, spec), spec.unet_delta)
         if name == "pose_adapter":
             return load_strict(T2IAdapter, source)
         return load_component(name, source)
@@ -111,7 +113,8 @@ def _build_one(spec: FypModelSpec, name: str, index: int, built: dict[str, Any])
         return load_component(name, config_dir)
     torch.manual_seed(spec.seed + index)
     if name == "unet":
-        return VideoUNet(unet_config=dict(UNet2DConditionModel.load_config(config_dir)), **video_options(spec))
+        unet = VideoUNet(unet_config=dict(UNet2DConditionModel.load_config(config_dir)), **video_options(spec))
+        return apply_unet_delta(unet, spec.unet_delta)
     return random_component(name, config_dir)
 
 
@@ -167,3 +170,30 @@ def load_video_unet(folder: Path, spec: FypModelSpec) -> VideoUNet:
     except ValueError as err:
         raise UserError(str(err)) from err
     return model
+
+
+DELTA_FILE = "trainable.safetensors"
+
+
+def apply_unet_delta(unet: VideoUNet, delta: str | None) -> VideoUNet:
+    """Overwrite the parameters named in a trained-parameter file (every name must exist, shapes must match)."""
+    if not delta:
+        return unet
+    from safetensors.torch import load_file
+
+    path = resolve_path(delta)
+    path = path / DELTA_FILE if path.is_dir() else path
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (model.unet_delta: a weights/step-N/unet folder or its {DELTA_FILE})")
+    tensors = load_file(str(path))
+    params = dict(unet.named_parameters())
+    unknown = sorted(set(tensors) - set(params))
+    wrong = sorted(k for k in set(tensors) & set(params) if tensors[k].shape != params[k].shape)
+    if unknown or wrong:
+        example = (unknown or wrong)[0]
+        raise UserError(f"{path}: does not fit the video UNet: {len(unknown)} unknown and {len(wrong)} mis-shaped "
+                        f"parameter(s) (e.g. {example})")
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value)
+    return unet

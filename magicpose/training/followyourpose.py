@@ -34,15 +34,13 @@ from safetensors.torch import save_file
 
 from magicpose.config import to_container, to_yaml
 from magicpose.errors import UserError
-from magicpose.models.fyp_components import FypModelSpec, build_fyp_components
+from magicpose.models.fyp_components import DELTA_FILE, FypModelSpec, build_fyp_components
 from magicpose.models.pose_adapter import pose_features
 from magicpose.models.video_unet import trainable_parameter_names
 from magicpose.paths import resolve_path
 from magicpose.pipelines.followyourpose import FollowYourPosePipeline
 from magicpose.training.data import training_loader
 from magicpose.training.module import training_scheduler
-
-DELTA_FILE = "trainable.safetensors"
 
 
 class TrainableSubset:
