@@ -18,7 +18,7 @@ about a minute each on a CPU."""
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from magicpose.eval.frechet import FRECHET_METHODS
-    from magicpose.eval.protocol import ALL_METRICS, CLIP_LENGTH, DEFAULT_SIZE
+    from magicpose.eval.metrics import ALL_METRICS, CLIP_LENGTH, DEFAULT_SIZE
 
     p = sub.add_parser(
         "evaluate",
@@ -84,7 +84,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def format_table(record: dict) -> str:
     """One row per metric, one column per protocol."""
-    from magicpose.eval.protocol import ALL_METRICS
+    from magicpose.eval.metrics import ALL_METRICS
 
     names = list(record["metrics"])
     lines = ["metric   " + "".join(f"{n:>14}" for n in names)]

@@ -26,6 +26,9 @@ import numpy as np
 
 ProtocolName = Literal["disco", "fixed"]
 PROTOCOL_NAMES: tuple[ProtocolName, ...] = ("disco", "fixed")
+ALL_METRICS = ("l1", "ssim", "psnr", "lpips", "fid", "fid_vid", "fvd")  # the protocol's, in report order
+DEFAULT_SIZE = 256  # DisCo's frame side
+CLIP_LENGTH = 16  # frames per FID-VID / FVD sample
 PSNR_CAP = 100.0  # dB; DisCo's value for MSE = 0, kept by `fixed` so that means stay finite
 PEAK = 255.0
 

@@ -47,15 +47,21 @@ from PIL import Image, UnidentifiedImageError
 from magicpose.errors import UserError
 from magicpose.eval import features as F
 from magicpose.eval.frechet import FRECHET_METHODS, frechet_distance_features
-from magicpose.eval.metrics import PROTOCOL_NAMES, get_protocol, l1, psnr, ssim
+from magicpose.eval.metrics import (
+    ALL_METRICS,
+    CLIP_LENGTH,
+    DEFAULT_SIZE,
+    PROTOCOL_NAMES,
+    get_protocol,
+    l1,
+    psnr,
+    ssim,
+)
 from magicpose.eval.networks import METRIC_WEIGHTS, WEIGHT_FILES
 from magicpose.eval.networks.weights import sha256_of
 
-ALL_METRICS = ("l1", "ssim", "psnr", "lpips", "fid", "fid_vid", "fvd")
 FRAME_METRICS = ("l1", "ssim", "psnr")
 IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff"})
-DEFAULT_SIZE = 256
-CLIP_LENGTH = 16
 _FLAT_NAME = re.compile(r"^(?P<video>.+)_(?P<frame>\d+)$")
 _SHOW = 5
 
