@@ -261,3 +261,19 @@ def test_sparse_causal_frame_set_is_validated():
     got = gather_frames(x, 4).view(4, 2).tolist()
     assert got == [[0, 0], [0, 0], [0, 1], [0, 2]]
     assert gather_frames(x, 4, ("self",)).flatten().tolist() == [0, 1, 2, 3]
+
+
+def test_sd_sized_model_has_the_original_parameter_budget():
+    """On the meta device (no memory): SD-1.x inflated as the original = 998.47 M with the adapter, 86.34 M trainable."""
+    config = dict(UNet2DConditionModel.load_config(REPO / "configs/models/sd15/unet"))
+    with torch.device("meta"):
+        model = VideoUNet(unet_config=config)
+        adapter = build_pose_adapter(config["block_out_channels"], downscale_factor=8)
+    params = dict(model.named_parameters())
+    count = {kind: sum(v.numel() for k, v in params.items() if f".{kind}." in k)
+             for kind in ("attn_temp", "norm_temp", "conv_temporal")}
+    assert count == {"attn_temp": 49_574_080, "norm_temp": 24_960, "conv_temporal": 11_980_800}
+    assert sum(v.numel() for v in params.values()) + sum(p.numel() for p in adapter.parameters()) == 998_470_084
+    trainable = trainable_parameter_names(model, ("attn1.to_q", "attn2.to_q", "attn_temp", "conv_temporal"))
+    assert sum(params[n].numel() for n in trainable) == 86_335_680
+    assert len(model.transformer_blocks()) == 16
