@@ -97,7 +97,7 @@ def psnr(a: np.ndarray, b: np.ndarray, protocol: ProtocolName = "fixed") -> floa
     """PSNR in dB with peak 255; MSE = 0 gives `PSNR_CAP` (DisCo's convention, kept by `fixed`).
 
     `disco` does not cap otherwise: one channel of one pixel off by 1 in a 256² frame gives 101.1 dB.
-    `fixed` caps at 100 dB, which for uint8 frames only ever applies to identical ones below 256².
+    `fixed` caps every frame at 100 dB; for uint8 frames only identical or nearly identical ones reach it.
     """
     error = mse(a, b, protocol)
     if error == 0.0:
