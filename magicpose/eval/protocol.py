@@ -59,6 +59,7 @@ from magicpose.eval.metrics import (
 )
 from magicpose.eval.networks import METRIC_WEIGHTS, WEIGHT_FILES
 from magicpose.eval.networks.weights import sha256_of
+from magicpose.paths import resolve_path
 
 FRAME_METRICS = ("l1", "ssim", "psnr")
 IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff"})
@@ -289,7 +290,8 @@ def evaluate(pred_root: str | Path, gt_root: str | Path, options: EvalOptions | 
     started = time.perf_counter()
     pairing = pair_frames(pred_root, gt_root, options.ignore_unpaired)
     device = resolve_device(options.device)
-    networks = load_networks(options.metrics, Path(options.weights_dir), device)
+    # Relative to the working directory if it exists there, else to the checkout (like config paths).
+    networks = load_networks(options.metrics, resolve_path(options.weights_dir), device)
     totals = _Totals()
     videos = pairing.videos.items()
     if options.progress:
