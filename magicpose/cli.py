@@ -127,11 +127,13 @@ def _command_registrars():
     from magicpose.convert.cli import add_parser as convert
     from magicpose.data.check import add_parser as check_data
     from magicpose.data.toy import add_parser as toy_data
+    from magicpose.eval.cli import add_parser as evaluate
     from magicpose.fyp_sample import add_parser as fyp_sample
+    from magicpose.infer_tiktok import add_parser as infer_tiktok
     from magicpose.pose.extract import add_parser as extract_pose
     from magicpose.pose.prepare import add_parser as prepare_video
 
-    return [toy_data, check_data, extract_pose, prepare_video, convert, fyp_sample]
+    return [toy_data, check_data, extract_pose, prepare_video, convert, fyp_sample, infer_tiktok, evaluate]
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
