@@ -73,7 +73,7 @@ def build_pipeline(model: ModelSpec, device: torch.device, scheduler: str | None
     return pipe
 
 
-def _check_inference(config: Any, multiple: int) -> None:
+def check_inference(config: Any, multiple: int) -> None:
     inf = config.inference
     if inf.guidance_mode not in GUIDANCE_MODES:
         raise UserError(f"inference.guidance_mode: {inf.guidance_mode!r} is not one of {', '.join(GUIDANCE_MODES)}")
@@ -101,7 +101,7 @@ def run_animate(config: Any, request: AnimateRequest) -> dict[str, Any]:
 
     device = resolve_device(config.device)
     pipe = build_pipeline(ModelSpec(**to_container(config.model)), device, inf.scheduler)
-    _check_inference(config, size_multiple(pipe))
+    check_inference(config, size_multiple(pipe))
     reference = to_square(reference, inf.size, inf.resize_mode)
     poses = [to_square(pose, inf.size, inf.resize_mode) for pose in poses]
 

@@ -189,7 +189,7 @@ def _save_png(image: Image.Image | Any, path: Path) -> None:
 
 def run_infer_tiktok(config: Any, request: InferRequest) -> dict[str, Any]:
     """Generate (or finish generating) every selected video; returns the counts also written to infer.json."""
-    from magicpose.animate import _check_inference, build_pipeline, resolve_device, size_multiple
+    from magicpose.animate import build_pipeline, check_inference, resolve_device, size_multiple
     from magicpose.config import to_container
     from magicpose.models.components import ModelSpec
 
@@ -201,7 +201,7 @@ def run_infer_tiktok(config: Any, request: InferRequest) -> dict[str, Any]:
     device = resolve_device(config.device)
     pipe = build_pipeline(ModelSpec(**to_container(config.model)), device, inf.scheduler)
     pipe.set_progress_bar_config(disable=True)
-    _check_inference(config, size_multiple(pipe))
+    check_inference(config, size_multiple(pipe))
 
     todo = {v.video_id: _missing(request.out, v, request.max_frames) for v in videos}
     bar = _progress(sum(len(m) for m in todo.values()), request.progress)
