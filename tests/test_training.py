@@ -178,3 +178,27 @@ def test_train_unet_switch_trains_saves_and_exports_the_main_unet(toy_root, tmp_
     assert all(torch.equal(exported[k], ema[k]) for k in ema)
     untouched = MagicPoseTraining(_config(STAGE1, toy_root, tmp_path / "x")).model.unet.state_dict()
     assert any(not torch.equal(untouched[k], exported[k]) for k in exported)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_min_snr_weight_is_min_snr_gamma_times_the_x0_error_for_every_prediction_type(toy_root, tmp_path, kind):
+    from diffusers.training_utils import compute_snr
+
+    config = _config(STAGE1, toy_root, tmp_path / "run", f"train.prediction_type={kind}", "train.min_snr_gamma=5.0")
+    module = MagicPoseTraining(config)
+    sched = module.noise_scheduler
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
+    x0_hat = x0 + 0.1 * torch.randn(4, 3, 8, 8, generator=gen)
+    t = torch.tensor([5, 100, 500, 900])
+    noisy = sched.add_noise(x0, noise, t)
+    alpha = sched.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)
+    sigma = (1 - sched.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
+    eps_hat = (noisy - alpha * x0_hat) / sigma  # the epsilon / v predictions that imply x0_hat
+    as_kind = {"epsilon": (eps_hat, noise), "sample": (x0_hat, x0),
+               "v_prediction": (alpha * eps_hat - sigma * x0_hat, alpha * noise - sigma * x0)}
+    prediction, target = as_kind[kind]
+    snr = compute_snr(sched, t)
+    x0_error = ((x0_hat - x0) ** 2).mean(dim=(1, 2, 3))
+    expected = (torch.minimum(snr, torch.full_like(snr, 5.0)) * x0_error).mean()
+    torch.testing.assert_close(module._weighted_mse(prediction, target, t), expected, rtol=1e-4, atol=1e-6)

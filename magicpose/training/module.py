@@ -140,8 +140,10 @@ class MagicPoseTraining(pl.LightningModule):
         if gamma:
             snr = compute_snr(self.noise_scheduler, t)
             weight = torch.minimum(snr, torch.full_like(snr, gamma))
-            kind = self.noise_scheduler.config.prediction_type
-            per_item = per_item * (weight / (snr + 1) if kind == "v_prediction" else weight / snr)
+            # Min-SNR-gamma weights the x0 error by min(SNR, gamma); an epsilon error is SNR times the x0 error
+            # and a v error (SNR + 1) times, so divide those out.
+            divisor = {"epsilon": snr, "v_prediction": snr + 1, "sample": torch.ones_like(snr)}
+            per_item = per_item * weight / divisor[self.noise_scheduler.config.prediction_type]
         return per_item.mean()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
