@@ -13,16 +13,22 @@ EVALUATE_EPILOG = """examples:
 L1 divided by H*W); fixed corrects them; both (default) reports the two side by side. FID, FID-VID and
 FVD need weight files in --weights-dir (names and sources: docs/evaluation.md); a missing one skips only
 the metrics that need it. --frechet fast gives the same Frechet distances (to ~1e-6) in seconds instead of
-about a minute each on a CPU."""
+about a minute each on a CPU.
+
+Face-Cos (ArcFace cosine of the generated vs the real face) runs when a face model is given (--face-model)
+or found as --weights-dir/arcface_r100.pth; faces are aligned with the ground truth's OpenPose keypoints,
+read from --keypoints DIR or from the dataset named in the infer.json beside --pred."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from magicpose.eval.frechet import FRECHET_METHODS
     from magicpose.eval.metrics import ALL_METRICS, CLIP_LENGTH, DEFAULT_SIZE
 
+    metric_names = (*ALL_METRICS, "face_cos")  # = protocol.EVAL_METRICS, without importing torch for --help
+
     p = sub.add_parser(
         "evaluate",
-        help="TikTok metrics of predicted vs ground-truth frames (L1, SSIM, PSNR, LPIPS, FID, FID-VID, FVD)",
+        help="TikTok metrics of predicted vs ground-truth frames (L1, SSIM, PSNR, LPIPS, FID, FID-VID, FVD, Face-Cos)",
         description="Score predicted frames against ground truth with the DisCo/MagicPose protocol "
                     "and/or its corrected form; writes one JSON with every switch, counts and weight hashes.",
         epilog=EVALUATE_EPILOG,
@@ -35,8 +41,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="disco: the published code's numbers; fixed: corrected; both (default)")
     p.add_argument("--weights-dir", type=Path, default=Path("pretrained_weights/eval"),
                    help="folder of the feature-network files (default pretrained_weights/eval)")
-    p.add_argument("--metrics", nargs="+", metavar="NAME", default=list(ALL_METRICS),
-                   help=f"subset of {' '.join(ALL_METRICS)} (fid-vid also accepted)")
+    p.add_argument("--metrics", nargs="+", metavar="NAME",
+                   help=f"subset of {' '.join(metric_names)} (fid-vid, face-cos also accepted; default: all but "
+                        "face_cos, which is added when a face model is given or found)")
+    p.add_argument("--face-model", type=Path,
+                   help="ArcFace iResNet backbone.pth for Face-Cos (default: --weights-dir/arcface_r100.pth if present)")
+    p.add_argument("--keypoints", type=Path,
+                   help="ground-truth OpenPose JSON, DIR/<video>/<frame>.json, for Face-Cos "
+                        "(default: DATA/keypoints_<split> of the infer.json beside --pred)")
+    p.add_argument("--keypoints-resize", choices=["crop", "pad"],
+                   help="how the keypoints' frames were made square (default: infer.json's, else crop)")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE,
                    help=f"frame side the metrics use; other sizes are resized (default {DEFAULT_SIZE}; 0 keeps them)")
     p.add_argument("--clip-length", type=int, default=CLIP_LENGTH, help="frames per clip for FID-VID/FVD (16)")
@@ -61,8 +75,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     protocols = ("disco", "fixed") if args.protocol == "both" else (args.protocol,)
     options = EvalOptions(
         protocols=protocols,
-        metrics=tuple(dict.fromkeys(m.replace("-", "_").lower() for m in args.metrics)),
+        metrics=tuple(dict.fromkeys(m.replace("-", "_").lower() for m in args.metrics)) if args.metrics else None,
         weights_dir=args.weights_dir,
+        face_model=args.face_model,
+        keypoints=args.keypoints,
+        keypoints_resize=args.keypoints_resize,
         size=args.size,
         clip_length=args.clip_length,
         clip_stride=args.clip_stride,
@@ -78,19 +95,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for metric, reason in record["skipped"].items():
         print(f"skipped {metric}: {reason}", file=sys.stderr)
     print(format_table(record))
+    if "face" in record:
+        f = record["face"]["frames"]
+        print(f"faces: {f['scored']} frames scored, {f['no_face']} without a face, {f['no_keypoints']} without keypoints")
     print(f"wrote {args.out} ({record['counts']['frames']} frames, {record['counts']['clips']} clips)")
     return 0
 
 
 def format_table(record: dict) -> str:
     """One row per metric, one column per protocol."""
-    from magicpose.eval.metrics import ALL_METRICS
+    from magicpose.eval.protocol import EVAL_METRICS
 
     names = list(record["metrics"])
-    lines = ["metric   " + "".join(f"{n:>14}" for n in names)]
-    for metric in ALL_METRICS:
+    lines = ["metric    " + "".join(f"{n:>14}" for n in names)]
+    for metric in EVAL_METRICS:
         values = [record["metrics"][n].get(metric) for n in names]
         if any(v is not None for v in values):
             cells = "".join(f"{v:>14.6g}" if v is not None else f"{'-':>14}" for v in values)
-            lines.append(f"{metric:<9}" + cells)
+            lines.append(f"{metric:<10}" + cells)
     return "\n".join(lines)

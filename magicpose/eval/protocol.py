@@ -15,7 +15,10 @@ Metrics (means over every frame of every video; FID pools all frames; clips for 
 * `l1`, `psnr`, `ssim`, `lpips`: per frame, see `metrics.py` for the `disco` / `fixed` forms;
 * `fid`: pytorch-fid InceptionV3 pool3 features of all predicted vs all ground-truth frames;
 * `fid_vid`: 3D ResNet-50 features of 16-frame clips (DisCo's "FVD-3DRN50");
-* `fvd`: I3D logits of the same clips (DisCo's "FVD-3DInception").
+* `fvd`: I3D logits of the same clips (DisCo's "FVD-3DInception");
+* `face_cos`: mean cosine similarity of ArcFace (iResNet) embeddings of the generated and the real face,
+  both aligned with the ground truth's keypoints (`face.py`). Not one of DisCo's metrics: computed when a
+  face model file is found or given (or when asked for by name, which names the missing file otherwise).
 
 Clips: every frame that has `clip_length - 1` successors starts one clip (stride 1, heavily overlapping:
 "we concatenate every consecutive 16 frames to form a sample"). With numeric frame stems a successor is the
@@ -36,7 +39,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,7 @@ from PIL import Image, UnidentifiedImageError
 
 from magicpose.errors import UserError
 from magicpose.eval import features as F
+from magicpose.eval.face import FaceKeypoints, align_face, find_keypoints
 from magicpose.eval.frechet import FRECHET_METHODS, frechet_distance_features
 from magicpose.eval.metrics import (
     ALL_METRICS,
@@ -58,10 +62,12 @@ from magicpose.eval.metrics import (
     ssim,
 )
 from magicpose.eval.networks import METRIC_WEIGHTS, WEIGHT_FILES
+from magicpose.eval.networks.arcface import FACE_FILE
 from magicpose.eval.networks.weights import sha256_of
 from magicpose.paths import resolve_path
 
 FRAME_METRICS = ("l1", "ssim", "psnr")
+EVAL_METRICS = (*ALL_METRICS, "face_cos")  # DisCo's seven, then ours
 IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff"})
 _FLAT_NAME = re.compile(r"^(?P<video>.+)_(?P<frame>\d+)$")
 _SHOW = 5
@@ -72,8 +78,12 @@ class EvalOptions:
     """Every switch of one evaluation run (all of it goes into the JSON)."""
 
     protocols: tuple[str, ...] = PROTOCOL_NAMES
-    metrics: tuple[str, ...] = ALL_METRICS
+    # None: DisCo's seven, plus face_cos when a face model is given or found in weights_dir
+    metrics: tuple[str, ...] | None = None
     weights_dir: Path = Path("pretrained_weights/eval")
+    face_model: Path | None = None  # default: weights_dir / arcface_r100.pth
+    keypoints: Path | None = None  # <video>/<frame>.json; default: the dataset named in infer.json
+    keypoints_resize: str | None = None  # crop | pad; default: infer.json's inference.resize_mode, else crop
     size: int = DEFAULT_SIZE  # 0: keep the stored size (pred and gt must then agree)
     clip_length: int = CLIP_LENGTH
     clip_stride: int = 1
@@ -88,9 +98,9 @@ class EvalOptions:
         bad = [p for p in self.protocols if p not in PROTOCOL_NAMES]
         if bad or not self.protocols:
             raise UserError(f"protocol: {bad or 'none'} given; choose from {', '.join(PROTOCOL_NAMES)}")
-        unknown = [m for m in self.metrics if m not in ALL_METRICS]
+        unknown = [m for m in self.metrics or () if m not in EVAL_METRICS]
         if unknown:
-            raise UserError(f"metrics: unknown {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}")
+            raise UserError(f"metrics: unknown {', '.join(unknown)}; choose from {', '.join(EVAL_METRICS)}")
         if self.frechet not in FRECHET_METHODS:
             raise UserError(f"frechet: {self.frechet!r} is not one of {', '.join(FRECHET_METHODS)}")
         if self.size < 0 or self.clip_length < 1 or self.clip_stride < 1 or self.batch_size < 1:
@@ -215,6 +225,7 @@ class Networks:
     nets: dict[str, torch.nn.Module] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    faces: FaceKeypoints | None = None  # where Face-Cos finds the ground truth's keypoints
 
 
 def resolve_device(name: str) -> torch.device:
@@ -247,8 +258,38 @@ def load_networks(metrics: tuple[str, ...], weights_dir: Path, device: torch.dev
     return out
 
 
+def face_model_path(options: EvalOptions, weights_dir: Path) -> Path:
+    return resolve_path(options.face_model) if options.face_model is not None else weights_dir / FACE_FILE.filename
+
+
+def requested_metrics(options: EvalOptions, weights_dir: Path) -> tuple[str, ...]:
+    """The metrics to compute: as given, or DisCo's seven plus face_cos when a face model is given or present."""
+    if options.metrics is not None:
+        return options.metrics
+    with_face = options.face_model is not None or face_model_path(options, weights_dir).is_file()
+    return EVAL_METRICS if with_face else ALL_METRICS
+
+
+def load_face(options: EvalOptions, weights_dir: Path, device: torch.device, out: Networks, roots: tuple[Path, Path]) -> None:
+    """The iResNet and the keypoints for Face-Cos; a missing file or missing keypoints skips it with the reason."""
+    from magicpose.eval.networks.arcface import load_arcface
+
+    path = face_model_path(options, weights_dir)
+    if not path.is_file():
+        out.skipped["face_cos"] = f"{path}: no such file (see docs/evaluation.md for where it comes from)"
+        return
+    faces = find_keypoints(*roots, options.keypoints, options.keypoints_resize)
+    if isinstance(faces, str):
+        out.skipped["face_cos"] = faces
+        return
+    net = load_arcface(path)
+    out.files[FACE_FILE.key] = {**_file_record(FACE_FILE.key, path), "depth": net.depth}
+    out.nets["face_cos"] = net.to(device).eval()
+    out.faces = faces
+
+
 def _file_record(key: str, path: Path) -> dict[str, Any]:
-    spec = WEIGHT_FILES[key]
+    spec = FACE_FILE if key == FACE_FILE.key else WEIGHT_FILES[key]
     digest = sha256_of(path)
     known = spec.check_digest(digest)
     if known is False:
@@ -270,6 +311,7 @@ class _Totals:
     features: dict[str, list[np.ndarray]] = field(default_factory=dict)
     resized: int = 0
     clips: int = 0
+    faces: dict[str, int] = field(default_factory=lambda: {"scored": 0, "no_keypoints": 0, "no_face": 0})
 
     def add(self, name: str, values: list[float]) -> None:
         self.scores.setdefault(name, []).extend(values)
@@ -291,7 +333,11 @@ def evaluate(pred_root: str | Path, gt_root: str | Path, options: EvalOptions | 
     pairing = pair_frames(pred_root, gt_root, options.ignore_unpaired)
     device = resolve_device(options.device)
     # Relative to the working directory if it exists there, else to the checkout (like config paths).
-    networks = load_networks(options.metrics, resolve_path(options.weights_dir), device)
+    weights_dir = resolve_path(options.weights_dir)
+    options = replace(options, metrics=requested_metrics(options, weights_dir))
+    networks = load_networks(options.metrics, weights_dir, device)
+    if "face_cos" in options.metrics:
+        load_face(options, weights_dir, device, networks, (Path(pred_root), Path(gt_root)))
     totals = _Totals()
     videos = pairing.videos.items()
     if options.progress:
@@ -307,13 +353,14 @@ def evaluate(pred_root: str | Path, gt_root: str | Path, options: EvalOptions | 
         "gt": str(gt_root),
         "protocols": {name: get_protocol(name).record() for name in options.protocols},
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
-        "settings": _settings(options),
+        "settings": _settings(options, networks),
         "counts": {
             "videos": len(pairing.videos), "frames": pairing.frames, "clips": totals.clips,
             "resized_frames": totals.resized, "unpaired_pred": pairing.unpaired_pred,
             "unpaired_gt": pairing.unpaired_gt,
         },
         "weights": networks.files,
+        **({"face": _face_record(networks, totals)} if "face_cos" in options.metrics else {}),
         "metrics": metrics,
         "skipped": skipped,
         "device": str(device),
@@ -322,7 +369,13 @@ def evaluate(pred_root: str | Path, gt_root: str | Path, options: EvalOptions | 
     }  # fmt: skip
 
 
-def _settings(options: EvalOptions) -> dict[str, Any]:
+def _face_record(networks: Networks, totals: _Totals) -> dict[str, Any]:
+    """Face-Cos counts (frames scored, without keypoints file, without a face) and where the keypoints came from."""
+    found = networks.faces.record() if networks.faces is not None else {}
+    return {**found, "frames": dict(totals.faces)}
+
+
+def _settings(options: EvalOptions, networks: Networks) -> dict[str, Any]:
     """The fixed parts of the protocol, written out so a reader of the JSON needs no source code."""
     return {
         "frame_size": options.size or "as stored",
@@ -336,8 +389,17 @@ def _settings(options: EvalOptions) -> dict[str, Any]:
                  "(next name when stems are not numeric)"
                  + (", short videos padded with their last frame" if options.pad_short_videos else ", short videos add no clip"),
         "frechet": options.frechet,
-        "face_cos": "not implemented (needs a face detector and an identity-embedding model)",
+        "face_cos": FACE_SETTING if "face_cos" in (options.metrics or ()) else
+                    f"not computed: no face model given or at {face_model_path(options, resolve_path(options.weights_dir))}",
     }  # fmt: skip
+
+
+FACE_SETTING = (
+    "ArcFace iResNet embeddings (L2-normalised, 512-d) of 112x112 crops aligned by the least-squares similarity "
+    "from the ground truth's keypoints (5 points from OpenPose face landmarks: eye centres, nose tip, mouth "
+    "corners; else 3 body points: eyes, nose) to insightface's arcface_dst; the same crop for pred and gt; "
+    "input (x/255-0.5)/0.5 RGB; mean cosine over frames with a face"
+)
 
 
 def _score_video(
@@ -370,6 +432,8 @@ def _score_video(
     if "fid" in networks.nets:
         totals.feature("fid/pred", F.inception_features(networks.nets["fid"], pred, bs, device))
         totals.feature("fid/gt", F.inception_features(networks.nets["fid"], gt, bs, device))
+    if "face_cos" in networks.nets and networks.faces is not None:
+        _score_faces(video, stems, pred, gt, networks, bs, device, totals)
     clips = clip_windows(stems, options.clip_length, options.clip_stride, options.pad_short_videos)
     totals.clips += len(clips)
     for metric, kind in (("fid_vid", "resnet3d"), ("fvd", "i3d")):
@@ -377,6 +441,35 @@ def _score_video(
             for side, frames in (("pred", pred), ("gt", gt)):
                 inputs = F.video_inputs(frames, kind)
                 totals.feature(f"{metric}/{side}", F.clip_features(networks.nets[metric], inputs, clips, bs, device))
+
+
+def _score_faces(
+    video: str, stems: list[str], pred: np.ndarray, gt: np.ndarray, networks: Networks, batch: int,
+    device: torch.device, totals: _Totals,
+) -> None:  # fmt: skip
+    """Cosine similarities of the aligned faces of one video's frames; frames without a face are counted."""
+    from magicpose.eval.face import face_matrix
+    from magicpose.eval.networks.arcface import embed_faces
+
+    assert networks.faces is not None
+    crops_pred, crops_gt = [], []
+    for index, stem in enumerate(stems):
+        points = networks.faces.points(video, stem)
+        if isinstance(points, str):
+            totals.faces["no_keypoints"] += 1
+            continue
+        matrix = None if points is None else face_matrix(points, gt.shape[2], gt.shape[1])
+        if matrix is None:
+            totals.faces["no_face"] += 1
+            continue
+        crops_pred.append(align_face(pred[index], matrix))
+        crops_gt.append(align_face(gt[index], matrix))
+    if crops_gt:
+        net = networks.nets["face_cos"]
+        a = embed_faces(net, np.stack(crops_pred), batch, device)
+        b = embed_faces(net, np.stack(crops_gt), batch, device)
+        totals.add("face_cos", (a * b).sum(1).tolist())
+        totals.faces["scored"] += len(crops_gt)
 
 
 def _summarise(totals: _Totals, options: EvalOptions, networks: Networks) -> tuple[dict, dict]:
@@ -394,6 +487,12 @@ def _summarise(totals: _Totals, options: EvalOptions, networks: Networks) -> tup
             skipped[metric] = f"{min(len(a), len(b))} {unit}; a Fréchet distance needs at least 2"
             continue
         shared[metric] = frechet_distance_features(a, b, options.frechet)
+    if "face_cos" in networks.nets:
+        if totals.scores.get("face_cos"):
+            shared["face_cos"] = float(np.mean(totals.scores["face_cos"]))
+        else:
+            f = totals.faces
+            skipped["face_cos"] = f"no frame has a face ({f['no_keypoints']} without keypoints file, {f['no_face']} without a face)"
     metrics: dict[str, dict[str, float]] = {}
     for name in options.protocols:
         values = dict(shared)
@@ -403,7 +502,7 @@ def _summarise(totals: _Totals, options: EvalOptions, networks: Networks) -> tup
         lpips_key = f"lpips/{get_protocol(name).lpips_normalize}"
         if lpips_key in totals.scores:
             values["lpips"] = float(np.mean(totals.scores[lpips_key]))
-        metrics[name] = {m: values[m] for m in ALL_METRICS if m in values}
+        metrics[name] = {m: values[m] for m in EVAL_METRICS if m in values}
     return metrics, skipped
 
 
