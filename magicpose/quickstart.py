@@ -11,11 +11,13 @@ MagicPosePipeline for `magicpose animate`). A re-run replaces an earlier quickst
 `.quickstart`); any other non-empty OUT is refused.
 
 The learning check (`--check`, on unless `--fast` or `--no-check`) fails the run (exit code 1) unless
-* pose following: mean figure-mask IoU of the generated frames >= the copy-the-reference baseline's
-  + `--min-iou-gain` (default 0.15), and
-* appearance from the reference: mean whole-frame colour-histogram distance to the ground truth of the frames
-  generated from the right reference <= `--max-colour-ratio` (default 0.8) x the same distance when the same
-  poses are generated from another held-out identity's reference.
+* pose following: the per-frame gain in figure-mask IoU of the generated frames over the copy-the-reference
+  baseline is, on average, at least `--min-iou-gain` (default 0.05) and at least `--min-iou-gain-se` (default 3)
+  standard errors (a clear gain, not noise), and
+* appearance from the reference: mean whole-frame colour distance (per-channel Wasserstein-1,
+  `magicpose.eval.toy.colour_distance`) to the ground truth of the frames generated from the right reference
+  <= `--max-colour-ratio` (default 0.8) x the same distance when the same poses are generated from another
+  held-out identity's reference.
 """
 
 from __future__ import annotations
@@ -51,16 +53,14 @@ class Scale:
     train_videos: int = 40
     test_videos: int = 8
     frames: int = 48
-    stage0_steps: int = 300
-    stage0_lr: float = 2e-3
-    stage1_steps: int = 100
-    stage2_steps: int = 500
+    stage1_steps: int = 200
+    stage2_steps: int = 460
     batch_size: int = 16
     eval_videos: int = 8
     eval_frames: int = 11  # frames stride, 2 stride, ... of each held-out video (frame 0 is the reference)
     eval_stride: int = 4
-    sampler_steps: int = 10
-    guidance_scale: float = 1.0  # Image-CFG against the plain (stage-0) UNet; 1: off
+    sampler_steps: int = 4  # x0-prediction: 4, 20 and 40 DDIM steps gave the same mask IoU (0.541 / 0.538 / 0.540)
+    guidance_scale: float = 1.0  # Image-CFG (the toy model is trained without reference dropout); 1: off
     threads: int = 2
 
 
@@ -69,7 +69,6 @@ FAST = Scale(
     train_videos=8,
     test_videos=2,
     frames=8,
-    stage0_steps=4,
     stage1_steps=4,
     stage2_steps=6,
     batch_size=4,
@@ -101,7 +100,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-check", dest="check", action="store_false", help="report only, never fail on metrics"
     )
     p.add_argument(
-        "--min-iou-gain", type=float, default=0.15, help="generated IoU - copy-reference IoU, at least"
+        "--min-iou-gain", type=float, default=0.05, help="mean generated IoU - copy-reference IoU, at least"
+    )
+    p.add_argument(
+        "--min-iou-gain-se",
+        type=float,
+        default=3.0,
+        help="... and at least this many standard errors of the per-frame gain (a clear, not a lucky, gain)",
     )
     p.add_argument(
         "--max-colour-ratio",
@@ -110,7 +115,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="colour distance right reference / wrong reference, at most",
     )
     for name in (
-        "stage0_steps",
         "stage1_steps",
         "stage2_steps",
         "batch_size",
@@ -160,64 +164,6 @@ def fit(config_file: str, overrides: list[str]) -> Path:
     from magicpose.training.fit import run_fit
 
     return run_fit(load_config([config_file], overrides, schema=FitConfig))
-
-
-def pretrain_base_unet(overrides: list[str], steps: int, lr: float, folder: Path) -> Path:
-    """Stage 0: train the main UNet as a plain (unconditional, empty-prompt) denoiser of toy frames.
-
-    MagicPose starts from a pretrained Stable Diffusion UNet and keeps it frozen; the toy world has none, and a
-    frozen *random* UNet leaves the appearance UNet and the ControlNet unable to produce clean frames (measured:
-    noise after 500 stage-2 steps). This short loop is the toy world's stand-in for SD pretraining; stages 1 and
-    2 then start from it (`model.paths.unet`), and the appearance UNet starts as its copy, as in the original.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from magicpose.config import FitConfig, load_config, to_container
-    from magicpose.data.tiktok import TikTokPairDataset
-    from magicpose.models.components import ModelSpec, build_components
-    from magicpose.training.module import training_scheduler
-
-    config = load_config([STAGE1_CONFIG], overrides, schema=FitConfig)
-    spec = ModelSpec(**to_container(config.model))
-    parts = build_components(spec, ("text_encoder", "tokenizer", "unet", "scheduler"))
-    unet, train = parts["unet"].train(), config.train
-    scheduler = training_scheduler(parts["scheduler"], train.prediction_type)
-    tok = parts["tokenizer"]
-    ids = tok("", padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
-    with torch.no_grad():
-        text = parts["text_encoder"](ids)[0]
-    data = TikTokPairDataset(
-        config.data.root, config.data.train_split, size=config.data.size, seed=train.seed
-    )
-    generator = torch.Generator().manual_seed(train.seed)
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=config.data.batch_size, shuffle=True, drop_last=True, generator=generator
-    )
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr)
-    step = 0
-    while step < steps:
-        for batch in loader:
-            x = batch["pixel_values"]
-            noise = torch.randn(x.shape, generator=generator)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x),), generator=generator)
-            noisy = scheduler.add_noise(x, noise, t)
-            target = (
-                scheduler.get_velocity(x, noise, t)
-                if scheduler.config.prediction_type == "v_prediction"
-                else noise
-            )
-            loss = F.mse_loss(unet(noisy, t, text.expand(len(x), -1, -1)).sample, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step % 100 == 0 or step == steps:
-                print(f"[quickstart] stage 0 step {step}/{steps}: loss {loss.item():.4f}", flush=True)
-            if step >= steps:
-                break
-    unet.eval().save_pretrained(folder / "unet", safe_serialization=True)
-    return folder / "unet"
 
 
 def load_video(root: Path, video: str, frames: int, stride: int) -> dict[str, np.ndarray]:
@@ -307,16 +253,19 @@ def write_videos(out: Path, videos: list[dict], fps: float = 8.0) -> None:
     write_video(out / "grid.mp4", [big(np.concatenate([r[t] for r in rows], 0)) for t in range(frames)], fps)
 
 
-def learning_check(metrics: dict, min_iou_gain: float, max_colour_ratio: float) -> dict:
-    gen, copy = metrics["generated"], metrics["copy_reference"]
-    wrong = metrics.get("wrong_reference", {})
-    iou_gain = gen["mask_iou"] - copy["mask_iou"]
-    ratio = gen["colour_hist"] / wrong["colour_hist"] if wrong.get("colour_hist") else float("nan")
+def learning_check(metrics: dict, min_iou_gain: float, min_iou_gain_se: float, max_colour_ratio: float) -> dict:
+    gen, wrong = metrics["generated"], metrics.get("wrong_reference", {})
+    gain = metrics["mask_iou_gain"]
+    clear = gain["mean"] >= min_iou_gain and gain["mean"] >= min_iou_gain_se * gain["stderr"]
+    ratio = gen["colour_distance"] / wrong["colour_distance"] if wrong.get("colour_distance") else float("nan")
     return {
         "pose_following": {
-            "iou_gain": iou_gain,
+            "iou_gain": gain["mean"],
+            "iou_gain_stderr": gain["stderr"],
+            "frames_won": gain["wins"],
             "min": min_iou_gain,
-            "passed": bool(iou_gain >= min_iou_gain),
+            "min_standard_errors": min_iou_gain_se,
+            "passed": bool(clear),
         },
         "appearance": {
             "colour_ratio_right_over_wrong": ratio,
@@ -373,9 +322,6 @@ def run(args: argparse.Namespace) -> int:
         f"data.batch_size={scale.batch_size}",
         f"model.components={model_configs(out / 'model', scale.widths)}",
     ]
-    base = pretrain_base_unet(common, scale.stage0_steps, scale.stage0_lr, out / "runs" / "stage0")
-    t = lap("stage 0 (base UNet)", t)
-    common.append(f"model.paths.unet={base}")
     stage1 = fit(
         STAGE1_CONFIG,
         [*common, f"run_dir={out / 'runs' / 'stage1'}", f"train.max_steps={scale.stage1_steps}"],
@@ -388,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
             f"run_dir={out / 'runs' / 'stage2'}",
             f"train.max_steps={scale.stage2_steps}",
             f"model.paths.appearance_unet={stage1 / 'pipeline' / 'appearance_unet'}",
+            f"model.paths.unet={stage1 / 'pipeline' / 'unet'}",
         ],
     )
     t = lap("stage 2", t)
@@ -396,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
     write_videos(out, videos)
     lap("videos", t)
     times["total"] = round(time.perf_counter() - start, 1)
-    check = learning_check(metrics, args.min_iou_gain, args.max_colour_ratio)
+    check = learning_check(metrics, args.min_iou_gain, args.min_iou_gain_se, args.max_colour_ratio)
     record = {
         "scale": asdict(scale),
         "fast": args.fast,
@@ -409,7 +356,9 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + table(metrics))
     p, a = check["pose_following"], check["appearance"]
     print(
-        f"pose following: IoU gain over copy-reference {p['iou_gain']:+.3f} (need >= {p['min']}): "
+        f"pose following: IoU gain over copy-reference {p['iou_gain']:+.3f} +- {p['iou_gain_stderr']:.3f} "
+        f"(need >= {p['min']} and >= {p['min_standard_errors']:g} standard errors; generation wins on "
+        f"{100 * p['frames_won']:.0f} % of frames): "
         f"{'ok' if p['passed'] else 'FAILED'}"
     )
     print(

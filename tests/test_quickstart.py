@@ -1,4 +1,4 @@
-"""The quickstart's whole path (toy data -> stage 0/1/2 -> animate -> evaluate), shortened for CI."""
+"""The quickstart's whole path (toy data -> stage 1 -> stage 2 -> animate -> evaluate), shortened for CI."""
 
 from __future__ import annotations
 

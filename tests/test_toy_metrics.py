@@ -41,6 +41,34 @@ def test_mask_iou_and_histograms():
     assert metrics.colour_histogram_distance(red, blue) == 1.0
 
 
+def test_colour_distance_is_a_per_channel_wasserstein_distance():
+    a = _frame(1)
+    assert metrics.colour_distance(a, a) == 0.0
+    assert metrics.colour_distance(a, a[::-1, ::-1]) == pytest.approx(0.0, abs=1e-12)  # positions do not matter
+    grey = np.full((8, 8, 3), 100, np.uint8)
+    assert metrics.colour_distance(grey, grey + np.uint8(5)) == pytest.approx(5 / 255)  # small shift, small distance
+    half = grey.copy()
+    half[:4] = 200  # half the pixels moved by 100 levels
+    assert metrics.colour_distance(grey, half) == pytest.approx(50 / 255)
+    red, blue = np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    assert metrics.colour_distance(red, blue) == pytest.approx(2 / 3)
+    assert metrics.colour_distance(red, blue, np.zeros((4, 4), bool), np.ones((4, 4), bool)) == 1.0
+
+
+def test_otsu_threshold_splits_two_modes_and_the_band_keeps_ground_truth_exact():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(20, 5, 700), rng.normal(120, 10, 300)])
+    assert 40 < metrics.otsu_threshold(values) < 95
+    background = np.full((16, 16, 3), 100, np.uint8)
+    frame = background.copy()
+    frame[4:12, 6:10] = (160, 100, 100)  # a figure exactly 60 away: inside the band, still figure
+    frame[0, :] = (130, 100, 100)  # background 30 off (a generated frame's colour error): still background
+    mask = metrics.figure_mask(frame, background)
+    assert mask[4:12, 6:10].all() and mask.sum() == 32
+    assert metrics.figure_mask(frame, background, threshold=20.0)[0].all()  # a fixed low threshold calls it figure
+
+
 def test_figure_mask_on_ground_truth(tmp_path):
     from magicpose.data.toy import generate_toy_dataset
 
@@ -86,4 +114,7 @@ def test_evaluate_toy_perfect_generation_beats_baselines(tmp_path):
     assert result["generated"]["mask_iou"] == 1.0 and result["generated"]["l1"] == 0.0
     assert result["copy_reference"]["mask_iou"] < 1.0
     assert result["wrong_reference"]["colour_hist"] > result["generated"]["colour_hist"]
+    assert result["wrong_reference"]["colour_distance"] > result["generated"]["colour_distance"] == 0.0
     assert result["mask_extractor_iou"] == 1.0 and result["frames"] == t
+    gain = result["mask_iou_gain"]
+    assert gain["mean"] == pytest.approx(1.0 - result["copy_reference"]["mask_iou"]) and 0 < gain["wins"] <= 1
