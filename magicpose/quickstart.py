@@ -54,7 +54,7 @@ class Scale:
     test_videos: int = 8
     frames: int = 48
     stage1_steps: int = 200
-    stage2_steps: int = 460
+    stage2_steps: int = 380
     batch_size: int = 16
     eval_videos: int = 8
     eval_frames: int = 11  # frames stride, 2 stride, ... of each held-out video (frame 0 is the reference)
