@@ -77,3 +77,10 @@ def training_loader(
         pin_memory=torch.cuda.is_available(),
         drop_last=True,
     )
+
+
+def step_generator(seed: int, step: int, micro: int, rank: int, device: Any) -> torch.Generator:
+    """The RNG of one micro-batch on one rank: noise, timesteps and dropout coins are a function of
+    (seed, optimizer step, micro-batch, rank), so a resumed run draws exactly what an uninterrupted one would."""
+    state = int(np.random.SeedSequence([seed, step, micro, rank]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(state)

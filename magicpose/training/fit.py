@@ -100,6 +100,11 @@ def run_fit(config: Any, resume: bool = False) -> Path:
     clip = _sample_clip(config)
     if clip is not None:
         callbacks.append(SampleClip(clip, run_dir / "samples", config.train.sample_every, config.inference))
+    return fit_and_export(config, module, run_dir, ckpt, callbacks)
+
+
+def fit_and_export(config: Any, module: Any, run_dir: Path, ckpt: Path | None, callbacks: list[pl.Callback]) -> Path:
+    """Train `module` (from `ckpt` if resuming), with config.yaml written first and pipeline/ exported last."""
     trainer = build_trainer(config, run_dir, callbacks)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

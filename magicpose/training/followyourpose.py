@@ -25,21 +25,20 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from safetensors.torch import save_file
 
-from magicpose.config import to_container, to_yaml
+from magicpose.config import to_container
 from magicpose.errors import UserError
 from magicpose.models.fyp_components import DELTA_FILE, FypModelSpec, build_fyp_components
 from magicpose.models.pose_adapter import pose_features
 from magicpose.models.video_unet import trainable_parameter_names
 from magicpose.paths import resolve_path
 from magicpose.pipelines.followyourpose import FollowYourPosePipeline
-from magicpose.training.data import training_loader
+from magicpose.training.data import step_generator, training_loader
 from magicpose.training.module import training_scheduler
 
 
@@ -110,11 +109,8 @@ class FollowYourPoseTraining(pl.LightningModule):
 
     # ----- loss ------------------------------------------------------------------------------------------
     def step_generator(self, batch_idx: int) -> torch.Generator:
-        """Noise, timesteps and dropout as a function of (seed, step, micro-batch, rank): exact resume."""
         micro = batch_idx % self.config.train.accumulate_grad_batches
-        entropy = [self.config.train.seed, self.global_step, micro, self.global_rank]
-        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return step_generator(self.config.train.seed, self.global_step, micro, self.global_rank, self.device)
 
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> torch.Tensor:
@@ -242,7 +238,7 @@ def _check_data(config: Any) -> None:
 def run_fyp_fit(config: Any, resume: bool = False) -> Path:
     """Train one stage; the run folder gets config.yaml, checkpoints/, weights/step-N/, tb/ and pipeline/."""
     from magicpose.training.callbacks import Throughput, TrainedWeights
-    from magicpose.training.fit import build_trainer, export_pipeline, prepare_run_dir
+    from magicpose.training.fit import fit_and_export, prepare_run_dir
 
     _check_data(config)
     run_dir, ckpt = prepare_run_dir(config, resume)
@@ -250,14 +246,7 @@ def run_fyp_fit(config: Any, resume: bool = False) -> Path:
     module = FollowYourPoseTraining(config)
     callbacks = [TrainedWeights(run_dir / "weights", config.train.checkpoint_every, config.train.keep_last),
                  Throughput(config.train.log_every, config.data.batch_size)]
-    trainer = build_trainer(config, run_dir, callbacks)
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(config))
-    trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
-    if trainer.is_global_zero:
-        export_pipeline(module, run_dir / "pipeline")
-    return run_dir
+    return fit_and_export(config, module, run_dir, ckpt, callbacks)
 
 
 def cli_fit(args: argparse.Namespace) -> int:

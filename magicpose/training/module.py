@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,7 @@ from magicpose.errors import UserError
 from magicpose.models.components import ModelSpec, build_components
 from magicpose.models.magicpose import MagicPoseModel
 from magicpose.pipelines.magicpose import MagicPosePipeline
-from magicpose.training.data import training_loader
+from magicpose.training.data import step_generator, training_loader
 
 TRAINED_PREFIXES = ("model.appearance_unet.", "model.controlnet.")  # + "model.unet." with train.train_unet
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -90,11 +89,8 @@ class MagicPoseTraining(pl.LightningModule):
 
     # ----- loss ------------------------------------------------------------------------------------------
     def _step_generator(self, batch_idx: int) -> torch.Generator:
-        """Noise, timesteps and dropout coins as a function of (seed, step, micro-batch, rank): exact resume."""
         micro = batch_idx % self.config.train.accumulate_grad_batches
-        entropy = [self.config.train.seed, self.global_step, micro, self.global_rank]
-        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return step_generator(self.config.train.seed, self.global_step, micro, self.global_rank, self.device)
 
     def encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.vae is None:
