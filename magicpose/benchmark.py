@@ -147,7 +147,7 @@ def build_meta_model(components: str | Path) -> tuple[MagicPoseModel, Any]:
         appearance_unet = random_component("unet", root / "unet")
         controlnet = random_component("controlnet", root / "controlnet")
         vae = random_component("vae", root / "vae")
-    return MagicPoseModel(unet, appearance_unet, controlnet).eval(), vae.eval()
+    return MagicPoseModel(unet, appearance_unet, controlnet).prepare().eval(), vae.eval()
 
 
 @dataclass

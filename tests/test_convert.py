@@ -195,8 +195,8 @@ def test_stage2_checkpoint_converts_to_identical_weights_and_outputs(models, con
     torch.manual_seed(0)
     sample, ref = torch.randn(2, 4, 32, 32), torch.randn(1, 4, 32, 32)
     text, pose = torch.randn(1, 77, 32), torch.rand(2, 3, 64, 64)
-    theirs = MagicPoseModel(*(copy.deepcopy(models[n]) for n in ("unet", "appearance_unet", "controlnet")))
-    ours = MagicPoseModel(pipe.unet, pipe.appearance_unet, pipe.controlnet)
+    theirs = MagicPoseModel(*(copy.deepcopy(models[n]) for n in ("unet", "appearance_unet", "controlnet"))).prepare()
+    ours = MagicPoseModel(pipe.unet, pipe.appearance_unet, pipe.controlnet).prepare()
     with torch.no_grad():
         expected = theirs(sample, torch.tensor([10, 500]), text.expand(2, -1, -1), ref, pose)
         got = ours(sample, torch.tensor([10, 500]), text.expand(2, -1, -1), ref, pose)

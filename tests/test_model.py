@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
 
 from magicpose.models.magicpose import GuidanceInputs, MagicPoseModel, guided_prediction
 
@@ -23,7 +24,9 @@ class CallCounter:
 @pytest.fixture
 def model(tiny_components):
     c = tiny_components
-    return MagicPoseModel(c["unet"], c["appearance_unet"], c["controlnet"])
+    model = MagicPoseModel(c["unet"], c["appearance_unet"], c["controlnet"]).prepare()
+    model.unet.requires_grad_(False)  # as MagicPoseTraining does: MagicPose keeps the SD UNet frozen
+    return model
 
 
 def _inputs(model, frames=3, seed=0):
@@ -36,13 +39,35 @@ def _inputs(model, frames=3, seed=0):
     return latents, reference, text, uncond, poses
 
 
-def test_main_unet_is_frozen_and_stays_in_eval_mode(model):
+def test_wrapping_freezes_nothing_and_a_frozen_main_unet_stays_in_eval_mode(tiny_components):
+    # the wrapper stores; whoever trains freezes (MagicPoseTraining freezes the main UNet, see test_training)
+    c = tiny_components
+    model = MagicPoseModel(c["unet"], c["appearance_unet"], c["controlnet"]).prepare()
+    assert all(p.requires_grad for p in model.parameters())
+    model.train()
+    assert model.unet.training
+    model.unet.requires_grad_(False)
     model.train()
     assert not model.unet.training
     assert model.appearance_unet.training and model.controlnet.training
-    assert not any(p.requires_grad for p in model.unet.parameters())
     assert all(p.requires_grad for p in model.appearance_unet.parameters())
     assert all(p.requires_grad for p in model.controlnet.parameters())
+
+
+def test_prepare_keeps_the_installed_processors_and_a_stock_swap_is_refused(model):
+    processors = dict(model.unet.attn_processors)
+    assert model.attention == "sdpa"
+    model.prepare()
+    assert all(p is processors[n] for n, p in model.unet.attn_processors.items())  # nothing reinstalled
+    latents, reference, text, _, _ = _inputs(model, frames=2)
+    bank = model.encode_reference(reference, 10, text)
+    model.unet.set_attn_processor(AttnProcessor2_0())  # what a diffusers method that swaps processors does
+    assert model.attention is None
+    with pytest.raises(RuntimeError, match="ignored the reference bank"):
+        model.denoise(latents, 10, text, bank)
+    model.appearance_unet.set_attn_processor(AttnProcessor2_0())
+    with pytest.raises(RuntimeError, match="recorded nothing"):
+        model.encode_reference(reference, 10, text)
 
 
 @torch.no_grad()
@@ -102,7 +127,7 @@ def test_training_forward_reaches_appearance_unet_and_controlnet_but_not_the_une
 
 def test_stage1_model_without_controlnet_runs_and_refuses_poses(tiny_components):
     c = tiny_components
-    model = MagicPoseModel(c["unet"], c["appearance_unet"], None)
+    model = MagicPoseModel(c["unet"], c["appearance_unet"], None).prepare()
     latents, reference, text, _, poses = _inputs(model, frames=2)
     with torch.no_grad():
         assert model(latents, 10, text.expand(2, -1, -1), reference).shape == latents.shape

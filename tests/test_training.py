@@ -202,3 +202,37 @@ def test_min_snr_weight_is_min_snr_gamma_times_the_x0_error_for_every_prediction
     x0_error = ((x0_hat - x0) ** 2).mean(dim=(1, 2, 3))
     expected = (torch.minimum(snr, torch.full_like(snr, 5.0)) * x0_error).mean()
     torch.testing.assert_close(module._weighted_mse(prediction, target, t), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_sampling_during_a_train_unet_run_keeps_training_the_unet_and_its_attention(toy_root, tmp_path):
+    """A sample clip at step 1 (no EMA: the pipeline shares the live modules) must not freeze the main UNet that
+    `train.train_unet` trains, nor replace the attention processors (and their backend) it was configured with."""
+    import pytorch_lightning as pl
+
+    from magicpose.training.callbacks import SampleClip
+    from magicpose.training.fit import _sample_clip, build_trainer
+
+    config = _config(STAGE1, toy_root, tmp_path / "run", "train.train_unet=true", "train.sample_every=1",
+                     "train.ema_decay=null", "train.max_steps=3", "train.checkpoint_every=100")
+    module = MagicPoseTraining(config)
+    unet = module.model.unet
+    processors = dict(unet.attn_processors)
+    backends = {name: getattr(p, "backend", None) for name, p in processors.items()}
+    seen = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            seen.append({
+                "weight": unet.conv_in.weight.detach().clone(),
+                "requires_grad": all(p.requires_grad for p in unet.parameters()),
+                "same_processors": all(a is processors[n] for n, a in unet.attn_processors.items()),
+            })
+
+    sample = SampleClip(_sample_clip(config), tmp_path / "samples", every=1, inference=config.inference)
+    build_trainer(config, tmp_path / "run", [sample, Probe()]).fit(module)
+    assert len(seen) == 3 and len(list((tmp_path / "samples").glob("*.mp4"))) == 3
+    assert all(s["requires_grad"] for s in seen), [s["requires_grad"] for s in seen]
+    assert all(s["same_processors"] for s in seen)
+    assert {n: getattr(p, "backend", None) for n, p in unet.attn_processors.items()} == backends
+    assert not torch.equal(seen[0]["weight"], seen[1]["weight"])  # trained after the first sample
+    assert not torch.equal(seen[1]["weight"], seen[2]["weight"])

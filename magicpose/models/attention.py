@@ -39,6 +39,7 @@ class ReferenceBank:
 
     def __init__(self) -> None:
         self._states: dict[str, torch.Tensor] = {}
+        self.reads = 0  # lookups by read processors: 0 after a UNet call means nothing read the bank
 
     def write(self, name: str, hidden_states: torch.Tensor) -> None:
         # A layer may write twice: gradient checkpointing re-runs the appearance UNet's blocks during the
@@ -46,6 +47,7 @@ class ReferenceBank:
         self._states[name] = hidden_states
 
     def read(self, name: str) -> torch.Tensor | None:
+        self.reads += 1
         return self._states.get(name)
 
     @property
@@ -163,19 +165,33 @@ class ReferenceReadProcessor(BankAwareProcessor):
         # item; it saves (repeats - 1) projections of the reference tokens.
         key = torch.cat([attn.to_k(h), attn.to_k(reference).repeat(repeats, 1, 1)], dim=1)
         value = torch.cat([attn.to_v(h), attn.to_v(reference).repeat(repeats, 1, 1)], dim=1)
-        query = attn.to_q(h)
+        return attend_and_project(attn, h, attn.to_q(h), key, value, self.backend)
 
-        query, key, value = (rearrange(t, "b n (h d) -> b h n d", h=attn.heads) for t in (query, key, value))
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-        out = _attend(query, key, value, self.backend)
-        out = rearrange(out, "b h n d -> b n (h d)").to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + h
-        return out / attn.rescale_output_factor
+
+def attend_and_project(
+    attn: Attention,
+    hidden_states: torch.Tensor,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    backend: AttentionBackend = "sdpa",
+) -> torch.Tensor:
+    """The stock processor's second half, for projected `b n (h d)` queries and `b m (h d)` keys/values.
+
+    Splits heads, applies the layer's q/k norms, attends, merges heads, runs `to_out`, adds the residual and
+    rescales, as diffusers' `AttnProcessor2_0` does. Our processors differ only in which keys/values they build.
+    """
+    query, key, value = (rearrange(t, "b n (h d) -> b h n d", h=attn.heads) for t in (query, key, value))
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    out = _attend(query, key, value, backend)
+    out = rearrange(out, "b h n d -> b n (h d)").to(query.dtype)
+    out = attn.to_out[1](attn.to_out[0](out))
+    if attn.residual_connection:
+        out = out + hidden_states
+    return out / attn.rescale_output_factor
 
 
 def self_attention_names(unet: nn.Module) -> list[str]:
@@ -207,3 +223,37 @@ def install_reference_reader(unet: nn.Module, backend: AttentionBackend = "sdpa"
 def install_plain_attention(model: nn.Module, backend: AttentionBackend = "sdpa") -> None:
     """Stock attention everywhere (e.g. the pose ControlNet), still tolerant of a bank in the kwargs."""
     _set_processors(model, None, backend)
+
+
+ROLES = {"reader": ReferenceReadProcessor, "writer": ReferenceWriteProcessor, "plain": BankAwareProcessor}
+_INSTALL = {"reader": install_reference_reader, "writer": install_reference_writer, "plain": install_plain_attention}
+
+
+def installed_backend(model: nn.Module, role: str) -> AttentionBackend | None:
+    """The backend of `model`'s processors if every layer has ours for `role` (reader / writer / plain), else None.
+
+    `attn1` must carry the role's processor and every other layer a `BankAwareProcessor`; anything else (stock
+    processors, e.g. after a diffusers method replaced them) counts as not installed.
+    """
+    expected = ROLES[role]
+    backends = set()
+    for name, processor in model.attn_processors.items():
+        is_attn1 = name.removesuffix(".processor").endswith("attn1")
+        wanted = expected if is_attn1 else BankAwareProcessor
+        if type(processor) is not wanted:
+            return None
+        backends.add(processor.backend)
+    return backends.pop() if len(backends) == 1 else None
+
+
+def ensure_processors(model: nn.Module, role: str, backend: AttentionBackend | None = None) -> AttentionBackend:
+    """Install the processors of `role` on `model` unless they are there already with this backend.
+
+    `backend=None` keeps whatever backend is installed (SDPA where nothing of ours is), so wiring a model that was
+    configured elsewhere (e.g. a training run's UNets with xformers) never resets it. Returns the backend in use.
+    """
+    current = installed_backend(model, role)
+    wanted = backend or current or "sdpa"
+    if current != wanted:
+        _INSTALL[role](model, wanted)
+    return wanted

@@ -164,6 +164,11 @@ def load_scheduler(folder: Path) -> SchedulerMixin:
     return cls.from_config(config)
 
 
+def vae_scale_factor(vae: Any) -> int:
+    """Pixels per latent side: 2 per VAE down block (8 on SD); 1 without a VAE (pixel-space models)."""
+    return 1 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__

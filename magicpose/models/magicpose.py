@@ -18,9 +18,8 @@ from magicpose.models.attention import (
     BANK_KWARG,
     AttentionBackend,
     ReferenceBank,
-    install_plain_attention,
-    install_reference_reader,
-    install_reference_writer,
+    ensure_processors,
+    installed_backend,
 )
 
 GuidanceMode = Literal["controlnet_important", "balance"]
@@ -29,10 +28,11 @@ PoseResiduals = tuple[list[torch.Tensor], torch.Tensor]
 
 
 class MagicPoseModel(nn.Module):
-    """Predicts the noise (or v) of target latents given a reference latent, a pose map and text.
+    """Predicts the noise (or v, or x0) of target latents given a reference latent, a pose map and text.
 
-    The main UNet is frozen and stays in eval mode whatever `train()` is called with; the appearance UNet and the
-    pose ControlNet are the trainable parts (stage 1 trains the appearance UNet alone, with `controlnet=None`).
+    A wrapper that stores the three networks and changes nothing about them: `prepare()` installs the reference
+    processors (once, where the networks are built), and whoever trains decides what is frozen. A frozen main UNet
+    (MagicPose keeps the pretrained SD UNet frozen) stays in eval mode whatever `train()` is called with.
     """
 
     def __init__(
@@ -40,26 +40,34 @@ class MagicPoseModel(nn.Module):
         unet: UNet2DConditionModel,
         appearance_unet: UNet2DConditionModel,
         controlnet: ControlNetModel | None = None,
-        attention: AttentionBackend = "sdpa",
-        train_unet: bool = False,
     ) -> None:
         super().__init__()
         self.unet = unet
-        self.train_unet = train_unet
         self.appearance_unet = appearance_unet
         self.controlnet = controlnet
-        install_reference_reader(unet, attention)
-        install_reference_writer(appearance_unet, attention)
-        if controlnet is not None:
-            install_plain_attention(controlnet, attention)
-        # MagicPose keeps the pretrained main UNet frozen; `train_unet` is for worlds with no pretrained base
-        # (the CPU toy quickstart), where a frozen random UNet could never produce a clean frame.
-        unet.requires_grad_(train_unet)
-        unet.train(train_unet)
+
+    def prepare(self, attention: AttentionBackend | None = None) -> MagicPoseModel:
+        """Install the reference read / write processors (and bank-tolerant ones on the ControlNet).
+
+        `attention` (`sdpa` or `xformers`) reinstalls them with that backend; `None` only installs what is missing
+        and keeps the backend already there, so wrapping networks that were prepared elsewhere (a training run's,
+        shared with a sampling pipeline) never resets their configuration.
+        """
+        backend = attention or self.attention
+        ensure_processors(self.unet, "reader", backend)
+        ensure_processors(self.appearance_unet, "writer", backend)
+        if self.controlnet is not None:
+            ensure_processors(self.controlnet, "plain", backend)
+        return self
+
+    @property
+    def attention(self) -> AttentionBackend | None:
+        """The attention backend of the installed reference processors; None before `prepare()`."""
+        return installed_backend(self.unet, "reader")
 
     def train(self, mode: bool = True) -> MagicPoseModel:
         super().train(mode)
-        if not self.train_unet:
+        if not any(p.requires_grad for p in self.unet.parameters()):
             self.unet.eval()  # frozen: no dropout, and DDP sees no parameter of it
         return self
 
@@ -80,6 +88,10 @@ class MagicPoseModel(nn.Module):
             cross_attention_kwargs={BANK_KWARG: bank},
             return_dict=False,
         )
+        if not len(bank):
+            raise RuntimeError("the appearance UNet recorded nothing: its attn1 layers lack the reference write "
+                               "processors (call MagicPoseModel.prepare(); a method that replaced processors "
+                               "switched the appearance branch off)")
         return bank
 
     def pose_residuals(
@@ -114,7 +126,8 @@ class MagicPoseModel(nn.Module):
         """One main-UNet pass. Without bank and residuals this is the plain, frozen SD UNet."""
         down, mid = residuals if residuals is not None else (None, None)
         encoder_hidden_states = _first(encoder_hidden_states, sample.shape[0])  # a batch-1 prompt broadcasts
-        return self.unet(
+        reads = None if reference_bank is None else reference_bank.reads
+        out = self.unet(
             sample,
             timestep,
             encoder_hidden_states=encoder_hidden_states,
@@ -123,6 +136,11 @@ class MagicPoseModel(nn.Module):
             cross_attention_kwargs=None if reference_bank is None else {BANK_KWARG: reference_bank},
             return_dict=False,
         )[0]
+        if reads is not None and reference_bank.reads == reads:
+            raise RuntimeError("the main UNet ignored the reference bank: its attn1 layers lack the reference read "
+                               "processors (call MagicPoseModel.prepare(); a method that replaced processors "
+                               "switched the appearance branch off)")
+        return out
 
     def forward(
         self,

@@ -40,6 +40,8 @@ from diffusers.models.resnet import ResnetBlock2D
 from einops import rearrange
 from torch import nn
 
+from magicpose.models.attention import attend_and_project
+
 KV_FRAMES = ("first", "prev", "self")
 STAGE2_TRAINABLE = ("attn1.to_q", "attn2.to_q", "attn_temp", "conv_temporal")  # the original's stage-2 set
 TEMPORAL_MODULES = ("attn_temp", "norm_temp", "conv_temporal")
@@ -94,13 +96,7 @@ class SparseCausalProcessor:
         # to_k/to_v are per token, so projecting every frame once and gathering equals projecting the gathered frames.
         key = gather_frames(attn.to_k(hidden_states), f, self.frames)
         value = gather_frames(attn.to_v(hidden_states), f, self.frames)
-        query, key, value = (rearrange(t, "b n (h d) -> b h n d", h=attn.heads) for t in (query, key, value))
-        out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
-        out = rearrange(out, "b h n d -> b n (h d)").to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return attend_and_project(attn, hidden_states, query, key, value)
 
 
 # ----- temporal layers -----------------------------------------------------------------------------------------

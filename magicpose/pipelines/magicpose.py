@@ -21,7 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from magicpose.models.attention import AttentionBackend
-from magicpose.models.components import ModelSpec, build_components
+from magicpose.models.components import ModelSpec, build_components, vae_scale_factor
 from magicpose.models.magicpose import (
     GUIDANCE_MODES,
     GuidanceInputs,
@@ -63,13 +63,12 @@ class MagicPosePipeline(DiffusionPipeline):
             scheduler=scheduler,
         )
         # Without a VAE the UNets work on RGB pixels in [-1, 1] (pixel-space models such as the toy world's).
-        self.vae_scale_factor = 1 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = vae_scale_factor(vae)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
         self.pose_processor = VaeImageProcessor(
             vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False
         )
-        self.attention: AttentionBackend = "sdpa"
-        self._model: MagicPoseModel | None = None
+        self._model = MagicPoseModel(unet, appearance_unet, controlnet).prepare()  # only what is missing
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> MagicPosePipeline:
@@ -78,20 +77,39 @@ class MagicPosePipeline(DiffusionPipeline):
         pipe.set_attention_backend(spec.attention)
         return pipe
 
+    @classmethod
+    def from_model(
+        cls,
+        model: MagicPoseModel,
+        vae: AutoencoderKL | None,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        scheduler: SchedulerMixin,
+    ) -> MagicPosePipeline:
+        """A pipeline around a ready `MagicPoseModel` (e.g. a training run's): its networks are shared, not copied,
+        and nothing about them (processors, backend, `requires_grad`, train mode) is changed."""
+        pipe = cls(vae, text_encoder, tokenizer, model.unet, model.appearance_unet, model.controlnet, scheduler)
+        pipe._model = model.prepare()
+        return pipe
+
+    @property
+    def attention(self) -> AttentionBackend | None:
+        """The attention backend of the reference processors (`sdpa` or `xformers`)."""
+        return self.magicpose_model.attention
+
     def set_attention_backend(self, backend: AttentionBackend) -> None:
         """`sdpa` (PyTorch scaled-dot-product attention, the default) or `xformers` (CUDA only)."""
         if backend not in ("sdpa", "xformers"):
             raise ValueError(f"unknown attention backend {backend!r} (choose 'sdpa' or 'xformers')")
-        self.attention = backend
-        self._model = None
+        self.magicpose_model.prepare(backend)
 
     @property
     def magicpose_model(self) -> MagicPoseModel:
-        """The wiring of unet / appearance_unet / controlnet, rebuilt if a component was swapped."""
+        """The wiring of unet / appearance_unet / controlnet, re-wrapped (not reconfigured) if a component was swapped."""
         model = self._model
         parts = (self.unet, self.appearance_unet, self.controlnet)
         if model is None or (model.unet, model.appearance_unet, model.controlnet) != parts:
-            model = self._model = MagicPoseModel(*parts, attention=self.attention)
+            model = self._model = MagicPoseModel(*parts).prepare()
         return model
 
     @torch.no_grad()

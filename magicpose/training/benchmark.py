@@ -52,7 +52,7 @@ def _measure(variant: str, components: str, size: int, batch: int, steps: int, t
             return unet(noisy, t, text, down_block_additional_residuals=down,
                         mid_block_additional_residual=mid, return_dict=False)[0]
     else:
-        model = MagicPoseModel(unet, copy.deepcopy(unet).requires_grad_(True), controlnet).train()
+        model = MagicPoseModel(unet, copy.deepcopy(unet).requires_grad_(True), controlnet).prepare().train()
         params = [p for p in model.parameters() if p.requires_grad]
 
         def predict():

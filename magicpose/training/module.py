@@ -47,8 +47,11 @@ class MagicPoseTraining(pl.LightningModule):
         self.text_encoder = _frozen(parts["text_encoder"])
         self.tokenizer = parts["tokenizer"]
         self.sample_scheduler = parts["scheduler"]
-        self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"], spec.attention,
-                                    train_unet=train.train_unet)
+        self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"]).prepare(spec.attention)
+        # MagicPose keeps the pretrained main UNet frozen; `train_unet` is for worlds with no pretrained base (the
+        # CPU toy quickstart), where a frozen random UNet could never produce a clean frame.
+        self.model.unet.requires_grad_(train.train_unet)
+        self.model.train()
         self.trained_prefixes = TRAINED_PREFIXES + (("model.unet.",) if train.train_unet else ())
         self.noise_scheduler = training_scheduler(parts["scheduler"], train.prediction_type)
         self.register_buffer("empty_text", self._encode_empty_prompt(), persistent=False)
@@ -194,23 +197,20 @@ class MagicPoseTraining(pl.LightningModule):
         modules = {"appearance_unet": self.model.appearance_unet}
         if self.model.controlnet is not None:
             modules["controlnet"] = self.model.controlnet
-        if self.model.train_unet:
+        if self.config.train.train_unet:
             modules["unet"] = self.model.unet
         return modules
 
     def pipeline(self, use_ema: bool = True) -> MagicPosePipeline:
         """A MagicPosePipeline on this module's components (sharing their weights; EMA weights if enabled)."""
-        modules = {"unet": self.model.unet, "appearance_unet": self.model.appearance_unet,
-                   "controlnet": self.model.controlnet}
+        model = self.model
         if use_ema and self.ema is not None:
             import copy
 
-            modules = {name: copy.deepcopy(m) for name, m in modules.items()}
+            model = copy.deepcopy(model)  # processors (and their backend) come along
             # same order as trainable_parameters(): model.unet, model.appearance_unet, model.controlnet
-            params = [p for m in modules.values() if m is not None for p in m.parameters() if p.requires_grad]
-            self.ema.copy_to(params)
-        pipe = MagicPosePipeline(self.vae, self.text_encoder, self.tokenizer, modules["unet"],
-                                 modules["appearance_unet"], modules["controlnet"], self.sample_scheduler)
+            self.ema.copy_to([p for p in model.parameters() if p.requires_grad])
+        pipe = MagicPosePipeline.from_model(model, self.vae, self.text_encoder, self.tokenizer, self.sample_scheduler)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
