@@ -238,7 +238,7 @@ def animate_and_evaluate(out: Path, data: Path, pipeline_dir: Path, scale: Scale
 
 
 def write_videos(out: Path, videos: list[dict], fps: float = 8.0) -> None:
-    from magicpose.data.media import write_video
+    from magicpose.media import write_video
 
     def big(a: np.ndarray) -> np.ndarray:
         return a.repeat(ENLARGE, -3).repeat(ENLARGE, -2)

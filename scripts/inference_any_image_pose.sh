@@ -65,7 +65,7 @@ MSG
     # shellcheck disable=SC2206  # word-splitting of the extra arguments is intended
     args+=(${MAGICPOSE_CONVERT_ARGS:-})
     mkdir -p "$CACHE"
-    "$PY" -m magicpose.convert.cli magicdance "${args[@]}" >&2
+    "$PY" -m magicpose convert magicdance "${args[@]}" >&2
   fi
 fi
 

@@ -43,7 +43,7 @@ MSG
     echo "converting $ckpt into $PIPELINE (once; later runs reuse it)" >&2
     args=(--checkpoint "$ckpt" --sd "$SRC/stable-diffusion-v1-4" --out "$PIPELINE" --overwrite)
     [ -f "$SRC/pose_encoder.pth" ] && args+=(--pose-encoder "$SRC/pose_encoder.pth")
-    "$PY" -m magicpose.convert.cli followyourpose "${args[@]}" >&2
+    "$PY" -m magicpose convert followyourpose "${args[@]}" >&2
   fi
   extra=("model.pretrained=$(cd "$PIPELINE" && pwd)")
 fi

@@ -20,7 +20,7 @@ TINY_CONFIG = REPO / "configs" / "magicpose" / "tiny.yaml"
 
 
 def tiny_spec(**kwargs):
-    from magicpose.models.components import ModelSpec
+    from magicpose.config import ModelSpec
 
     kwargs.setdefault("paths", {"tokenizer": str(REPO / "configs/models/sd15/tokenizer")})
     kwargs.setdefault("components", str(REPO / "configs/models/tiny"))

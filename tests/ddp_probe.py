@@ -15,7 +15,7 @@ import torch
 
 from magicpose.config import FitConfig, load_config
 from magicpose.training.fit import build_trainer
-from magicpose.training.module import MagicPoseTraining
+from magicpose.training.magicpose import MagicPoseTraining
 
 
 class Probe(pl.Callback):
@@ -24,7 +24,7 @@ class Probe(pl.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         self.items += [f"{v}/{int(f)}" for v, f in zip(batch["video_id"], batch["frame_index"])]
-        self.noise.append(torch.randn(1, generator=module._step_generator(batch_idx)).item())
+        self.noise.append(torch.randn(1, generator=module.step_generator(batch_idx)).item())
 
     def on_train_end(self, trainer, module):
         weights = torch.cat([p.detach().flatten() for p in module.trainable_parameters()])

@@ -14,7 +14,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from magicpose.benchmark import (
+from magicpose.bench.sampling import (
     GUIDANCE_SCALE,
     attention_flops,
     attention_op_flops,
@@ -195,7 +195,7 @@ def test_same_frames_for_a_full_run(tiny):
 def test_cli_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch, sd15):
     """`magicpose benchmark flops`: arguments reach the counter (reused from the sd15 fixture to save ~10 s), the
     table and the wall-clock lines are printed, the JSON is written."""
-    import magicpose.benchmark as benchmark
+    import magicpose.bench.sampling as benchmark
     from magicpose.cli import main
 
     calls = []

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from magicpose.data.check import add_parser, check_dataset
+from magicpose.commands.check_data import add_parser
+from magicpose.data.check import check_dataset
 from magicpose.data.tiktok import TikTokPairDataset
 from magicpose.errors import UserError
 

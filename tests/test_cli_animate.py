@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from magicpose.cli import main
-from magicpose.data.media import count_frames
+from magicpose.media import count_frames
 
 from .conftest import REPO, TINY_CONFIG, random_image, stick_pose
 
@@ -64,7 +64,7 @@ def test_second_run_refuses_without_overwrite_and_writes_nothing(inputs, tmp_pat
 
 
 def test_animate_reads_poses_from_a_video(inputs, tmp_path):
-    from magicpose.data.media import write_video
+    from magicpose.media import write_video
 
     ref, _ = inputs
     video = tmp_path / "poses.mp4"

@@ -12,7 +12,7 @@ from .conftest import REPO
 
 def test_shipped_configs_load():
     tiny = load_config([REPO / "configs/magicpose/tiny.yaml"])
-    assert tiny.inference.size == 64 and tiny.model.paths.tokenizer.endswith("sd15/tokenizer")
+    assert tiny.inference.size == 64 and tiny.model.paths["tokenizer"].endswith("sd15/tokenizer")
     real = load_config([REPO / "configs/magicpose/inference.yaml"])
     assert real.inference.steps == 50 and real.inference.guidance_scale == 7.0
     assert real.model.pretrained == "pretrained_weights/MagicPose"
@@ -39,7 +39,7 @@ def test_unknown_key_in_a_file_names_the_file_the_key_and_a_suggestion(tmp_path)
 
 def test_free_form_component_paths_accept_any_component_key():
     config = load_config([], ["model.paths.controlnet=/weights/openpose"])
-    assert config.model.paths.controlnet == "/weights/openpose"
+    assert config.model.paths["controlnet"] == "/weights/openpose"
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_training_stage_configs_are_short_diffs_over_one_base():
         config = load_config([REPO / f"configs/magicpose/{name}.yaml", REPO / "configs/trainer/ddp_8gpu.yaml"],
                              schema=FitConfig)
         assert (config.train.stage, config.data.batch_size, config.trainer.devices) == (stage, batch, 8)
-        assert config.train.lr == 1e-5 and config.model.paths.unet.startswith("pretrained_weights/")
+        assert config.train.lr == 1e-5 and config.model.paths["unet"].startswith("pretrained_weights/")
         assert len((REPO / f"configs/magicpose/{name}.yaml").read_text().splitlines()) < 20
     with pytest.raises(UserError, match="did you mean 'train.max_steps'"):
         load_config([REPO / "configs/magicpose/base.yaml"], ["train.max_step=3"], schema=FitConfig)

@@ -7,7 +7,6 @@ back through diffusers' own LDM converters.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 import subprocess
@@ -99,7 +98,7 @@ def converted(stage2, tmp_path_factory):
 
 
 def _load(folder: Path, **kwargs):
-    from magicpose.models.components import ModelSpec
+    from magicpose.config import ModelSpec
     from magicpose.pipelines.magicpose import MagicPosePipeline
 
     return MagicPosePipeline.from_spec(ModelSpec(pretrained=str(folder), components=None, **kwargs))
@@ -120,16 +119,10 @@ def _folder_tensors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _convert_cli(argv: list[str]) -> int:
-    """`magicpose convert ...` through the real CLI once it is wired in, else through this package's entry point."""
-    from magicpose.cli import build_parser, main
+    """`magicpose convert ...` through the real CLI."""
+    from magicpose.cli import main
 
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    if "convert" in commands:
-        return main(["convert", *argv])
-    from magicpose.convert.cli import main as convert_main
-
-    return convert_main(argv)
+    return main(["convert", *argv])
 
 
 # -------------------------------------------------------------------------------------------- the key mapping itself
@@ -393,6 +386,6 @@ def test_cli_folder_runs_with_magicpose_animate(stage2, tmp_path, capsys):
 
 
 def test_convert_help_imports_nothing_heavy():
-    code = ("import sys, argparse; from magicpose.convert.cli import add_parser; p = argparse.ArgumentParser(); "
+    code = ("import sys, argparse; from magicpose.commands.convert import add_parser; p = argparse.ArgumentParser(); "
             "add_parser(p.add_subparsers()); print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from magicpose.models.fyp_components import FypModelSpec
+from magicpose.config import FypModelSpec
 from magicpose.pipelines.followyourpose import FollowYourPosePipeline, context_windows, window_weights
 
 from .conftest import REPO, stick_pose

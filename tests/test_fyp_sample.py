@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from magicpose.cli import main
-from magicpose.data.media import count_frames, write_video
+from magicpose.commands.fyp_sample import skeleton_indices
 from magicpose.errors import UserError
-from magicpose.fyp_sample import skeleton_indices
+from magicpose.media import count_frames, write_video
 
 from .conftest import REPO, stick_pose
 

@@ -9,12 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from magicpose.cli import main
-from magicpose.config import load_config
-from magicpose.config_fyp import FypFitConfig
+from magicpose.config import FypFitConfig, FypModelSpec, load_config
 from magicpose.data.toy import generate_toy_dataset
 from magicpose.data.video_caption import VideoCaptionDataset
 from magicpose.errors import UserError
-from magicpose.models.fyp_components import FypModelSpec, build_fyp_components
+from magicpose.models.fyp_components import build_fyp_components
 from magicpose.training.followyourpose import FollowYourPoseTraining, make_fyp_loader
 
 from .conftest import REPO
@@ -45,7 +44,7 @@ def _config(path, data, run_dir, *overrides):
 def _step_and_check(module: FollowYourPoseTraining, config, expected_trainable: set[str]) -> None:
     """One loss/backward/step: grads exactly on the trainable set; frozen parameters bit-identical after the step."""
     params = dict(module.named_parameters())
-    assert {n for n, p in params.items() if p.requires_grad} == expected_trainable == set(module.trained_names)
+    assert {n for n, p in params.items() if p.requires_grad} == expected_trainable == module.trained_state_keys()
     batch = next(iter(make_fyp_loader(config, rank=0, world_size=1, global_step=0)))
     frozen = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
     before = {n: params[n].detach().clone() for n in expected_trainable}

@@ -1,4 +1,4 @@
-"""Tests for magicpose.data.media: every input image/video is built in code under tmp_path."""
+"""Tests for magicpose.media: every input image/video is built in code under tmp_path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from magicpose.data.media import (
+from magicpose.errors import UserError
+from magicpose.media import (
     count_frames,
     hstack,
     list_images,
@@ -21,7 +22,6 @@ from magicpose.data.media import (
     write_gif,
     write_video,
 )
-from magicpose.errors import UserError
 
 
 def _frames(count: int, height: int, width: int) -> list[np.ndarray]:

@@ -49,15 +49,15 @@ NOSE_BOX = (205, 108, 240, 142)
 RIGHT_SHOULDER_BOX = (50, 200, 170, 300)  # the person's right = image left
 LEFT_SHOULDER_BOX = (260, 200, 370, 300)
 
-# Runs extract-pose / prepare-video the way `magicpose` will once cli.py registers them.
+# Runs extract-pose / prepare-video as `magicpose` does, without the other commands.
 CLI = textwrap.dedent("""
     import argparse, sys
     from magicpose.errors import UserError
-    from magicpose.pose import extract, prepare
+    from magicpose.commands import extract_pose, prepare_video
     parser = argparse.ArgumentParser(prog="magicpose")
     sub = parser.add_subparsers(dest="command", required=True)
-    extract.add_parser(sub)
-    prepare.add_parser(sub)
+    extract_pose.add_parser(sub)
+    prepare_video.add_parser(sub)
     args = parser.parse_args(sys.argv[1:])
     try:
         sys.exit(args.func(args))
@@ -121,7 +121,7 @@ def media(pose_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         import numpy as np
         from PIL import Image
         from skimage import data
-        from magicpose.data.media import write_video
+        from magicpose.media import write_video
         folder = {str(folder)!r}
         astronaut = data.astronaut()
         frames = [astronaut, np.zeros_like(astronaut), np.ascontiguousarray(astronaut[:, ::-1])]
@@ -315,12 +315,12 @@ def test_resample_indices() -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from magicpose.pose import extract, prepare
+    from magicpose.commands import extract_pose, prepare_video
 
     root = argparse.ArgumentParser(prog="magicpose")
     sub = root.add_subparsers(dest="command", required=True)
-    extract.add_parser(sub)
-    prepare.add_parser(sub)
+    extract_pose.add_parser(sub)
+    prepare_video.add_parser(sub)
     return root
 
 
@@ -358,7 +358,7 @@ def test_pose_env_has_no_torch_and_the_face_table_follows_mediapipe_contours(pos
         import sys
         import mediapipe, numpy
         from mediapipe.python.solutions import face_mesh_connections as c
-        import magicpose.pose.extract, magicpose.pose.prepare, magicpose.data.media
+        import magicpose.pose.extract, magicpose.pose.prepare, magicpose.media
         from magicpose.pose.backends.mapping import FACEMESH_TO_IBUG68 as T
         assert "torch" not in sys.modules, "magicpose.pose must import without torch"
         assert mediapipe.__version__ == "0.10.21" and numpy.__version__.startswith("1.")

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from magicpose.bench.data import benchmark_loader
 from magicpose.data.tiktok import (
     DatasetWarning,
     TikTokPairDataset,
     TikTokVideoDataset,
-    benchmark_loader,
     scan_split,
 )
 from magicpose.errors import UserError
@@ -178,8 +178,8 @@ def test_centre_crop_puts_the_marker_where_geometry_says(tmp_path):
 
 @pytest.mark.parametrize("mode", ["crop", "pad"])
 def test_deterministic_geometry_equals_inference_to_square(mode):
-    from magicpose.data.media import to_square
     from magicpose.data.tiktok import SquareCrop, transform_image
+    from magicpose.media import to_square
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (81, 47, 3), dtype=np.uint8))
     expected = np.asarray(to_square(image, SIZE, mode))

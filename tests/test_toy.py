@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+from magicpose.commands.toy_data import add_parser
 from magicpose.data.toy import (
     SPLITS,
     TREES,
     WORLD_FILE,
     Background,
-    add_parser,
     dance_motion,
     generate_toy_dataset,
     motion_keypoints,

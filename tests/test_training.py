@@ -15,7 +15,7 @@ from magicpose.cli import main
 from magicpose.config import FitConfig, load_config
 from magicpose.data.toy import generate_toy_dataset
 from magicpose.training.data import StepSampler
-from magicpose.training.module import MagicPoseTraining, make_train_loader
+from magicpose.training.magicpose import MagicPoseTraining, make_train_loader
 
 from .conftest import REPO
 
@@ -209,11 +209,11 @@ def test_sampling_during_a_train_unet_run_keeps_training_the_unet_and_its_attent
     `train.train_unet` trains, nor replace the attention processors (and their backend) it was configured with."""
     import pytorch_lightning as pl
 
-    from magicpose.training.callbacks import SampleClip
-    from magicpose.training.fit import _sample_clip, build_trainer
+    from magicpose.training.fit import build_trainer
 
-    config = _config(STAGE1, toy_root, tmp_path / "run", "train.train_unet=true", "train.sample_every=1",
-                     "train.ema_decay=null", "train.max_steps=3", "train.checkpoint_every=100")
+    run = tmp_path / "run"
+    config = _config(STAGE1, toy_root, run, "train.train_unet=true", "train.sample_every=1", "train.ema_decay=null",
+                     "train.max_steps=3", "train.checkpoint_every=100")
     module = MagicPoseTraining(config)
     unet = module.model.unet
     processors = dict(unet.attn_processors)
@@ -228,9 +228,8 @@ def test_sampling_during_a_train_unet_run_keeps_training_the_unet_and_its_attent
                 "same_processors": all(a is processors[n] for n, a in unet.attn_processors.items()),
             })
 
-    sample = SampleClip(_sample_clip(config), tmp_path / "samples", every=1, inference=config.inference)
-    build_trainer(config, tmp_path / "run", [sample, Probe()]).fit(module)
-    assert len(seen) == 3 and len(list((tmp_path / "samples").glob("*.mp4"))) == 3
+    build_trainer(config, run, [Probe()]).fit(module)  # the module adds its SampleClip (configure_callbacks)
+    assert len(seen) == 3 and len(list((run / "samples").glob("*.mp4"))) == 3
     assert all(s["requires_grad"] for s in seen), [s["requires_grad"] for s in seen]
     assert all(s["same_processors"] for s in seen)
     assert {n: getattr(p, "backend", None) for n, p in unet.attn_processors.items()} == backends

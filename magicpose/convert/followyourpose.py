@@ -235,7 +235,7 @@ def export_followyourpose(pipeline: str | Path, out: str | Path, overwrite: bool
     """
     from diffusers import T2IAdapter
 
-    from magicpose.models.fyp_components import load_strict
+    from magicpose.models.components import load_strict
 
     root, out = resolve_path(pipeline), Path(out)
     if out.exists() and not overwrite:

@@ -33,7 +33,6 @@ Building blocks, usable on their own::
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import functools
 import json
@@ -823,7 +822,7 @@ def _videos(seed: int, videos: int, test_videos: int) -> list[_Video]:
     return out
 
 
-def _check_request(root: Path, videos: int, test_videos: int, frames: int, size: int, seed: int) -> None:
+def check_request(root: Path, videos: int, test_videos: int, frames: int, size: int, seed: int) -> None:
     for name, value, low in (("videos", videos, 1), ("test_videos", test_videos, 0), ("frames", frames, 1),
                              ("seed", seed, 0)):  # fmt: skip
         if int(value) != value or value < low:
@@ -838,7 +837,7 @@ def _owned(root: Path) -> list[Path]:
     return [root / WORLD_FILE] + [root / tree.format(split=s) for s in SPLITS for tree in TREES]
 
 
-def _check_root(root: Path, overwrite: bool) -> None:
+def check_root(root: Path, overwrite: bool) -> None:
     """Refuse a non-empty `root`, unless `overwrite` and it holds an earlier toy dataset."""
     if not (root.is_dir() and any(root.iterdir())):
         return
@@ -851,7 +850,7 @@ def _check_root(root: Path, overwrite: bool) -> None:
 
 def _prepare_root(root: Path, overwrite: bool) -> None:
     """Create `root`, or remove an earlier toy dataset from it; other files in it are left alone."""
-    _check_root(root, overwrite)
+    check_root(root, overwrite)
     for path in _owned(root):
         if path.is_dir():
             shutil.rmtree(path)
@@ -926,7 +925,7 @@ def generate_toy_dataset(
     `progress(n)` is called after every frame. The summary holds the counts, seconds and frames/s.
     """
     root = Path(root)
-    _check_request(root, videos, test_videos, frames, size, seed)
+    check_request(root, videos, test_videos, frames, size, seed)
     _prepare_root(root, overwrite)
     start = time.perf_counter()
     arguments = {"videos": videos, "test_videos": test_videos, "frames": frames, "size": size, "seed": seed}
@@ -942,86 +941,3 @@ def generate_toy_dataset(
         "root": str(root), **arguments, "frames_written": total,
         "seconds": seconds, "frames_per_second": total / max(seconds, 1e-9),
     }  # fmt: skip
-
-
-# ----------------------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------------------
-
-TOY_DESCRIPTION = """Write a procedural toy dance dataset in the TikTok layout: cartoon dancers (random
-skin, hair, clothes and background per video) performing smooth random dances, with OpenPose pose maps
-(body, hands, face), keypoint JSON and exact person masks. Small enough to train a tiny MagicPose model on
-a CPU; the same arguments always give byte-identical files."""
-
-TOY_EPILOG = """examples:
-  magicpose toy-data --out dataset/toy                 # 40 + 8 videos x 48 frames, 128 px
-  magicpose toy-data --out dataset/toy64 --size 64 --videos 200 --test-videos 20 --frames 32 --seed 1
-
-written in --out (frames, pose maps, keypoints and masks paired by file name):
-  train_set/video_NNNN/NNNN.png   pose_map_train_set/...   keypoints_train_set/...json   mask_train_set/...
-  test_set/...   the same four trees, other dancers and dances (video numbers continue after train's)
-  toy_world.json   generator version, seed, arguments, every video's identity and seeds"""
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `magicpose toy-data` on the CLI's subparsers; its `func` runs it and returns the exit code."""
-    p = subparsers.add_parser(
-        "toy-data",
-        help="write a procedural toy dance dataset (TikTok layout) for CPU experiments",
-        description=TOY_DESCRIPTION,
-        epilog=TOY_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="ROOT",
-        help="dataset folder; must be empty or absent (see --overwrite)",
-    )
-    p.add_argument(
-        "--videos", type=int, default=40, metavar="N", help="train videos, one dancer each (default 40)"
-    )
-    p.add_argument(
-        "--test-videos",
-        type=int,
-        default=8,
-        metavar="T",
-        help="test videos, dancers and dances not in the train set (default 8)",
-    )
-    p.add_argument("--frames", type=int, default=48, metavar="M", help="frames per video (default 48)")
-    p.add_argument(
-        "--size",
-        type=int,
-        default=128,
-        metavar="S",
-        help=f"frame side in pixels, {MIN_SIZE}-{MAX_SIZE}; faces show from 128 (default 128)",
-    )
-    p.add_argument("--seed", type=int, default=0, metavar="K", help="random seed (default 0)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier toy dataset in ROOT (only folders that have a toy_world.json)",
-    )
-    p.set_defaults(func=run_toy_data)
-    return p
-
-
-def run_toy_data(args: argparse.Namespace) -> int:
-    """The `toy-data` command: validate, generate with a progress bar, print a one-line summary."""
-    from tqdm import tqdm
-
-    _check_request(args.out, args.videos, args.test_videos, args.frames, args.size, args.seed)
-    _check_root(args.out, args.overwrite)  # refuse before the progress bar appears
-    total = (args.videos + args.test_videos) * args.frames
-    with tqdm(total=total, unit="frame", desc="toy-data", dynamic_ncols=True) as bar:
-        summary = generate_toy_dataset(
-            args.out, args.videos, args.test_videos, args.frames, args.size, args.seed,
-            overwrite=args.overwrite, progress=bar.update,
-        )  # fmt: skip
-    print(
-        f"wrote {summary['frames_written']} frames ({args.videos} train + {args.test_videos} test videos x "
-        f"{args.frames} frames, {args.size} px) to {args.out} in {summary['seconds']:.1f} s "
-        f"({summary['frames_per_second']:.0f} frames/s)"
-    )
-    return 0

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from magicpose.data.media import iter_video_frames, list_images, load_image, to_square
 from magicpose.data.tiktok import to_tensor
 from magicpose.errors import UserError
+from magicpose.media import iter_video_frames, list_images, load_image, to_square
 
 
 @dataclass

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from magicpose.device import resolve_device
 from magicpose.errors import UserError
 from magicpose.eval import features as F
 from magicpose.eval.face import FaceKeypoints, align_face, find_keypoints
@@ -226,15 +227,6 @@ class Networks:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     faces: FaceKeypoints | None = None  # where Face-Cos finds the ground truth's keypoints
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device: {name!r} requested but CUDA is not available on this machine")
-    return device
 
 
 def load_networks(metrics: tuple[str, ...], weights_dir: Path, device: torch.device) -> Networks:

@@ -1,4 +1,4 @@
-"""One builder for every component of MagicPose, from a model spec.
+"""One builder for every component of MagicPose, from a model spec, and the loading rules both systems share.
 
 Each component comes from, in this order:
 1. `paths.<name>`: a local folder in diffusers / transformers format (weights + config);
@@ -6,13 +6,15 @@ Each component comes from, in this order:
 3. the appearance UNet only: a copy of the main UNet (the original initialisation);
 4. random initialisation from `components/<name>` (a folder of configs, e.g. `configs/models/tiny`), seeded.
 The tokenizer and the scheduler have no weights: they always come from a folder (rules 1, 2 or 4).
-Nothing is ever fetched from a hub: every path is local and a missing one is an error naming it.
+Nothing is ever fetched from a hub: every path is local and a missing one is an error naming it. Loading is strict:
+a missing, unexpected or mis-shaped weight is an error naming the folder (`load_strict`).
+Follow-Your-Pose's builder (`fyp_components.py`) uses the same rules with its own components.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from diffusers import AutoencoderKL, ControlNetModel, SchedulerMixin, UNet2DCond
 from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from magicpose.config.magicpose import ModelSpec
 from magicpose.errors import UserError
 from magicpose.paths import resolve_path
 
@@ -32,25 +35,13 @@ _DIFFUSERS_MODELS = {
     "controlnet": ControlNetModel,
 }
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass
-class ModelSpec:
-    """Where the components come from (the `model:` section of a config)."""
-
-    components: str | None = "configs/models/tiny"
-    pretrained: str | None = None
-    paths: dict[str, str | None] = field(default_factory=dict)
-    seed: int = 0
-    dtype: str = "float32"
-    attention: str = "sdpa"
-    with_controlnet: bool = True
-    pixel_space: bool = False  # no VAE: the UNets denoise RGB pixels directly (the CPU toy world's choice)
+ATTENTION_BACKENDS = ("sdpa", "xformers")
 
 
 def build_components(spec: ModelSpec, names: tuple[str, ...] = COMPONENT_NAMES) -> dict[str, Any]:
     """Build the named components (in `COMPONENT_NAMES` order, so the appearance UNet can copy the UNet)."""
-    _check_spec(spec)
+    check_spec(spec, COMPONENT_NAMES)
+    _check_attention(spec.attention)
     built: dict[str, Any] = {}
     for index, name in enumerate(COMPONENT_NAMES):
         if name not in names and not (name == "unet" and "appearance_unet" in names):
@@ -59,53 +50,76 @@ def build_components(spec: ModelSpec, names: tuple[str, ...] = COMPONENT_NAMES) 
             built[name] = None
             continue
         built[name] = _build_one(spec, name, index, built)
-    dtype = DTYPES[spec.dtype]
-    for component in built.values():
-        if isinstance(component, torch.nn.Module) and component.dtype != dtype:
-            component.to(dtype)
+    cast_components(built, spec.dtype)
     return {name: built[name] for name in names}
 
 
-def _check_spec(spec: ModelSpec) -> None:
-    if spec.dtype not in DTYPES:
-        raise UserError(f"model.dtype: unknown dtype {spec.dtype!r} (choose from {', '.join(DTYPES)})")
-    if spec.attention not in ("sdpa", "xformers"):
-        raise UserError(f"model.attention: unknown backend {spec.attention!r} (choose 'sdpa' or 'xformers')")
-    if spec.attention == "xformers":
-        try:
-            import xformers.ops  # noqa: F401
-        except ImportError as err:
-            raise UserError("model.attention: xformers is not installed (pip install 'magicpose[xformers]', CUDA only)") from err
-    unknown = sorted(set(spec.paths) - set(COMPONENT_NAMES))
-    if unknown:
-        raise UserError(f"model.paths: unknown component(s) {unknown} (valid: {', '.join(COMPONENT_NAMES)})")
-
-
 def _build_one(spec: ModelSpec, name: str, index: int, built: dict[str, Any]) -> Any:
-    source = _local_source(spec, name)
+    source = local_source(spec, name)
     if source is not None:
         return load_component(name, source)
     if name == "appearance_unet":
         return copy.deepcopy(built["unet"]).requires_grad_(True)
-    if spec.components is None:
-        raise UserError(f"model: no source for {name!r}: set model.pretrained, model.paths.{name} or model.components")
-    config_dir = _existing_dir(resolve_path(spec.components) / name, f"model.components ({name} config)")
+    config_dir = component_config_dir(spec, name)
     if name in ("tokenizer", "scheduler"):
         return load_component(name, config_dir)
     torch.manual_seed(spec.seed + index)  # each component its own stream, independent of build order
     return random_component(name, config_dir)
 
 
-def _local_source(spec: ModelSpec, name: str) -> Path | None:
+# ----- shared by both systems' builders ----------------------------------------------------------------------
+def check_spec(spec: Any, valid_names: Sequence[str]) -> None:
+    """`model.dtype` is a known dtype and `model.paths` names only components of this system."""
+    if spec.dtype not in DTYPES:
+        raise UserError(f"model.dtype: unknown dtype {spec.dtype!r} (choose from {', '.join(DTYPES)})")
+    unknown = sorted(set(spec.paths) - set(valid_names))
+    if unknown:
+        raise UserError(f"model.paths: unknown component(s) {unknown} (valid: {', '.join(valid_names)})")
+
+
+def _check_attention(attention: str) -> None:
+    if attention not in ATTENTION_BACKENDS:
+        raise UserError(f"model.attention: unknown backend {attention!r} (choose 'sdpa' or 'xformers')")
+    if attention == "xformers":
+        try:
+            import xformers.ops  # noqa: F401
+        except ImportError as err:
+            raise UserError("model.attention: xformers is not installed (pip install 'magicpose[xformers]', CUDA only)") from err
+
+
+def cast_components(built: dict[str, Any], dtype: str) -> None:
+    """Cast every built network to `dtype` (a `DTYPES` name), in place."""
+    for component in built.values():
+        if isinstance(component, torch.nn.Module) and component.dtype != DTYPES[dtype]:
+            component.to(DTYPES[dtype])
+
+
+def local_source(spec: Any, name: str, optional: bool = False) -> Path | None:
+    """`paths.<name>`, else `pretrained/<name>`; None when neither is set (or, with `optional`, when the pipeline
+    folder simply has no such subfolder). A path that is set but missing is a `UserError` naming it."""
     if spec.paths.get(name):
         return _existing_dir(resolve_path(spec.paths[name]), f"model.paths.{name}")
     if spec.pretrained:
         root = _existing_dir(resolve_path(spec.pretrained), "model.pretrained")
         sub = root / name
         if not sub.is_dir():
+            if optional:
+                return None
             raise UserError(f"{root}: pipeline folder has no '{name}/' subfolder")
         return sub
     return None
+
+
+def require_components(spec: Any, name: str) -> None:
+    """A component without weights is built from scratch, which `model.components: null` forbids."""
+    if spec.components is None:
+        raise UserError(f"model: no source for {name!r}: set model.pretrained, model.paths.{name} or model.components")
+
+
+def component_config_dir(spec: Any, name: str) -> Path:
+    """`components/<name>`: the config folder a component is built from when no weights are given."""
+    require_components(spec, name)
+    return _existing_dir(resolve_path(spec.components) / name, f"model.components ({name} config)")
 
 
 def _existing_dir(path: Path, what: str) -> Path:
@@ -116,14 +130,11 @@ def _existing_dir(path: Path, what: str) -> Path:
 
 def load_component(name: str, folder: Path) -> Any:
     """Load one component from a local folder, strictly (missing or unexpected weights are an error)."""
+    if name in _DIFFUSERS_MODELS:
+        return load_strict(_DIFFUSERS_MODELS[name], folder)
+    if name == "text_encoder":
+        return load_strict(CLIPTextModel, folder)
     try:
-        if name in _DIFFUSERS_MODELS:
-            cls = _DIFFUSERS_MODELS[name]
-            model, info = cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
-            return _strict(model, info, folder)
-        if name == "text_encoder":
-            model, info = CLIPTextModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
-            return _strict(model, info, folder)
         if name == "tokenizer":
             return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
         if name == "scheduler":
@@ -133,13 +144,18 @@ def load_component(name: str, folder: Path) -> Any:
     raise ValueError(f"unknown component {name!r}")
 
 
-def _strict(model: torch.nn.Module, info: dict[str, Any], folder: Path) -> torch.nn.Module:
-    """Refuse a partial load: from_pretrained only warns about missing or unexpected weights."""
+def load_strict(cls: type, folder: Path) -> torch.nn.Module:
+    """`cls.from_pretrained(folder)` that refuses missing, unexpected or mis-shaped weights (from_pretrained only
+    warns about them)."""
+    try:
+        model, info = cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{folder}: cannot load {cls.__name__} ({_first_line(err)})") from err
     problems = {kind: list(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     problems = {kind: keys for kind, keys in problems.items() if keys}
     if problems:
         detail = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]})" for kind, keys in problems.items())
-        raise UserError(f"{folder}: weights do not match the model: {detail}")
+        raise UserError(f"{folder}: weights do not match {cls.__name__}: {detail}")
     return model
 
 

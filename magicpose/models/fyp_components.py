@@ -14,15 +14,26 @@ Loading is strict: a missing or unexpected weight is a `UserError` naming the fo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import T2IAdapter, UNet2DConditionModel
 
+from magicpose.config.followyourpose import FypModelSpec
 from magicpose.errors import UserError
-from magicpose.models.components import DTYPES, load_component, random_component
+from magicpose.models.components import (
+    cast_components,
+    check_spec,
+    component_config_dir,
+    load_component,
+    load_strict,
+    local_source,
+    random_component,
+    require_components,
+    vae_scale_factor,
+)
 from magicpose.models.pose_adapter import build_pose_adapter
 from magicpose.models.video_unet import VideoUNet, load_unet2d_weights
 from magicpose.paths import resolve_path
@@ -30,59 +41,17 @@ from magicpose.paths import resolve_path
 FYP_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "pose_adapter", "scheduler")
 
 
-@dataclass
-class VideoOptions:
-    """How a 2D UNet is inflated (see `VideoUNet`); the defaults are the original's, except the zero-init."""
-
-    temporal_attention: bool = True
-    temporal_conv: bool = True
-    temporal_heads: int | None = None  # null: as the block's attn1 (8 on SD)
-    temporal_rank: int = 160
-    temporal_kernel: int = 3
-    frame_pooled_norm: bool = True
-    sparse_causal_frames: list[str] = field(default_factory=lambda: ["first", "prev"])
-    zero_init_temporal_attention: bool = True
-
-
-@dataclass
-class FypModelSpec:
-    components: str | None = "configs/models/fyp_tiny"
-    pretrained: str | None = None
-    paths: dict[str, str | None] = field(default_factory=dict)
-    seed: int = 0
-    dtype: str = "float32"
-    video: VideoOptions = field(default_factory=VideoOptions)
-    with_pose_adapter: bool = True
-    # trained stage-2 parameters on top of the UNet: a `weights/step-N/unet/` folder of `magicpose fit` or its file
-    unet_delta: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.video, dict):  # from a plain container (OmegaConf.to_container)
-            self.video = VideoOptions(**self.video)
-
-
 def build_fyp_components(spec: FypModelSpec, names: tuple[str, ...] = FYP_COMPONENTS) -> dict[str, Any]:
     """Build the named components (`pose_adapter` is None when `with_pose_adapter` is false)."""
-    _check_spec(spec)
+    check_spec(spec, FYP_COMPONENTS)
     built: dict[str, Any] = {}
     # the adapter's shape depends on the UNet and the VAE: build those first when it is asked for
     order = [n for n in FYP_COMPONENTS if n in names or (n in ("unet", "vae") and "pose_adapter" in names)]
     for index, name in enumerate(FYP_COMPONENTS):
         if name in order:
             built[name] = _build_one(spec, name, index, built)
-    dtype = DTYPES[spec.dtype]
-    for component in built.values():
-        if isinstance(component, torch.nn.Module) and component.dtype != dtype:
-            component.to(dtype)
+    cast_components(built, spec.dtype)
     return {name: built[name] for name in names}
-
-
-def _check_spec(spec: FypModelSpec) -> None:
-    if spec.dtype not in DTYPES:
-        raise UserError(f"model.dtype: unknown dtype {spec.dtype!r} (choose from {', '.join(DTYPES)})")
-    unknown = sorted(set(spec.paths) - set(FYP_COMPONENTS))
-    if unknown:
-        raise UserError(f"model.paths: unknown component(s) {unknown} (valid: {', '.join(FYP_COMPONENTS)})")
 
 
 def video_options(spec: FypModelSpec) -> dict[str, Any]:
@@ -94,21 +63,19 @@ def video_options(spec: FypModelSpec) -> dict[str, Any]:
 def _build_one(spec: FypModelSpec, name: str, index: int, built: dict[str, Any]) -> Any:
     if name == "pose_adapter" and not spec.with_pose_adapter:
         return None
-    source = _local_source(spec, name)
+    # a pipeline folder without an adapter (e.g. for stage 1): a fresh one is built
+    source = local_source(spec, name, optional=name == "pose_adapter")
     if source is not None:
         if name == "unet":
             return apply_unet_delta(load_video_unet(source, spec), spec.unet_delta)
         if name == "pose_adapter":
             return load_strict(T2IAdapter, source)
         return load_component(name, source)
-    if spec.components is None:
-        raise UserError(f"model: no source for {name!r}: set model.pretrained, model.paths.{name} or model.components")
-    if name == "pose_adapter":
+    if name == "pose_adapter":  # its shape follows the UNet and the VAE: no config folder
+        require_components(spec, name)
         torch.manual_seed(spec.seed + index)
         return build_pose_adapter(built["unet"].unet.config.block_out_channels, vae_scale_factor(built["vae"]))
-    config_dir = resolve_path(spec.components) / name
-    if not config_dir.is_dir():
-        raise UserError(f"{config_dir}: no such folder (model.components, {name} config)")
+    config_dir = component_config_dir(spec, name)
     if name in ("tokenizer", "scheduler"):
         return load_component(name, config_dir)
     torch.manual_seed(spec.seed + index)
@@ -116,43 +83,6 @@ def _build_one(spec: FypModelSpec, name: str, index: int, built: dict[str, Any])
         unet = VideoUNet(unet_config=dict(UNet2DConditionModel.load_config(config_dir)), **video_options(spec))
         return apply_unet_delta(unet, spec.unet_delta)
     return random_component(name, config_dir)
-
-
-def _local_source(spec: FypModelSpec, name: str) -> Path | None:
-    if spec.paths.get(name):
-        path = resolve_path(spec.paths[name])
-        if not path.is_dir():
-            raise UserError(f"{path}: no such folder (model.paths.{name})")
-        return path
-    if spec.pretrained:
-        root = resolve_path(spec.pretrained)
-        if not root.is_dir():
-            raise UserError(f"{root}: no such folder (model.pretrained)")
-        sub = root / name
-        if name == "pose_adapter" and not sub.is_dir():
-            return None  # a pipeline folder without an adapter: build a fresh one (e.g. for stage 1)
-        if not sub.is_dir():
-            raise UserError(f"{root}: pipeline folder has no '{name}/' subfolder")
-        return sub
-    return None
-
-
-def vae_scale_factor(vae: Any) -> int:
-    return 1 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
-
-
-def load_strict(cls: type, folder: Path) -> torch.nn.Module:
-    """`cls.from_pretrained(folder)` that refuses missing, unexpected or mis-shaped weights."""
-    try:
-        model, info = cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{folder}: cannot load {cls.__name__} ({str(err).strip().splitlines()[0]})") from err
-    problems = {k: list(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
-    problems = {k: v for k, v in problems.items() if v}
-    if problems:
-        detail = "; ".join(f"{len(v)} {k.replace('_', ' ')} (e.g. {v[0]})" for k, v in problems.items())
-        raise UserError(f"{folder}: weights do not match {cls.__name__}: {detail}")
-    return model
 
 
 def load_video_unet(folder: Path, spec: FypModelSpec) -> VideoUNet:

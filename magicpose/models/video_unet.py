@@ -43,7 +43,6 @@ from torch import nn
 from magicpose.models.attention import attend_and_project
 
 KV_FRAMES = ("first", "prev", "self")
-STAGE2_TRAINABLE = ("attn1.to_q", "attn2.to_q", "attn_temp", "conv_temporal")  # the original's stage-2 set
 TEMPORAL_MODULES = ("attn_temp", "norm_temp", "conv_temporal")
 
 

@@ -28,7 +28,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from magicpose.models.fyp_components import FypModelSpec, build_fyp_components
+from magicpose.config.followyourpose import FypModelSpec
+from magicpose.models.components import vae_scale_factor
+from magicpose.models.fyp_components import build_fyp_components
 from magicpose.models.pose_adapter import pose_features
 from magicpose.models.video_unet import VideoUNet
 
@@ -77,7 +79,7 @@ class FollowYourPosePipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                               pose_adapter=pose_adapter, scheduler=scheduler)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = vae_scale_factor(vae)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.pose_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True,
                                                 do_normalize=False)

@@ -20,8 +20,9 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from magicpose.config.magicpose import ModelSpec
 from magicpose.models.attention import AttentionBackend
-from magicpose.models.components import ModelSpec, build_components, vae_scale_factor
+from magicpose.models.components import build_components, vae_scale_factor
 from magicpose.models.magicpose import (
     GUIDANCE_MODES,
     GuidanceInputs,

@@ -11,7 +11,6 @@ Imports stay torch-free (this runs in `.venv-pose`, which has no torch); backend
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -126,13 +125,13 @@ def frame_names(count: int) -> list[str]:
 
 
 def _video_frames(path: Path) -> Iterator[np.ndarray]:
-    from magicpose.data.media import iter_video_frames
+    from magicpose.media import iter_video_frames
 
     return iter_video_frames(path)
 
 
 def _folder_frames(paths: list[Path]) -> Iterator[np.ndarray]:
-    from magicpose.data.media import load_image
+    from magicpose.media import load_image
 
     for path in paths:
         yield np.asarray(load_image(path))
@@ -140,7 +139,7 @@ def _folder_frames(paths: list[Path]) -> Iterator[np.ndarray]:
 
 def open_frames(path: str | Path) -> FrameSource:
     """A `FrameSource` for a video file or a folder of images; UserError for anything else."""
-    from magicpose.data.media import IMAGE_EXTENSIONS, count_frames, list_images
+    from magicpose.media import IMAGE_EXTENSIONS, count_frames, list_images
 
     path = Path(path)
     if not path.exists():
@@ -312,69 +311,3 @@ def extract_pose(
         run_poses(frames, len(frames.names), model, rule, keep, report)
     report.write(out / REPORT_FILE)
     return report
-
-
-# ----------------------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------------------
-
-EXTRACT_EPILOG = """outputs in --out: keypoints/<frame>.json (OpenPose JSON: COCO-18 body, 21-point hands, 70-point
-face), pose_maps/<frame>.png (ControlNet OpenPose maps, body + hands + face), report.json (every dropped
-frame and why). Frames are named after the input images, or 0001, 0002, ... for a video.
-
-backends:
-  mediapipe  MediaPipe Holistic, models shipped in the mediapipe 0.10.21 wheel (one person per frame).
-             Needs the pose environment: bash scripts/setup_pose.sh, then .venv-pose/bin/magicpose ...
-  dwpose     DWPose ONNX (YOLOX-L + dw-ll_ucoco_384) on onnxruntime, several people per frame.
-             --weights DIR must hold yolox_l.onnx and dw-ll_ucoco_384.onnx (https://huggingface.co/yzd-v/DWPose).
-
-example:
-  .venv-pose/bin/magicpose extract-pose --input dance.mp4 --out poses/dance"""
-
-
-def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    """--backend, --weights and the failure-filter flags (shared with prepare-video)."""
-    from magicpose.pose.backends import BACKEND_NAMES
-
-    parser.add_argument("--backend", choices=BACKEND_NAMES, default="mediapipe",
-                        help="pose estimator (default: mediapipe)")
-    parser.add_argument("--weights", type=Path, metavar="PATH",
-                        help="model folder for the ONNX backends (dwpose: yolox_l.onnx + dw-ll_ucoco_384.onnx)")
-    rule = parser.add_argument_group("failure filter (the original's; a frame failing it is dropped and reported)")
-    rule.add_argument("--max-people", type=int, default=PoseFilter.max_people, metavar="N",
-                      help="drop frames with more than N people (default: %(default)s)")
-    rule.add_argument("--min-body-keypoints", type=int, default=PoseFilter.min_body_keypoints, metavar="N",
-                      help="drop frames with N or fewer of the 18 body keypoints (default: %(default)s)")
-    rule.add_argument("--min-bbox", type=float, default=PoseFilter.min_bbox_fraction, metavar="FRACTION",
-                      help="drop frames whose skeleton box covers at most this fraction of the frame "
-                           "(default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run")
-
-
-def filter_from_args(args: argparse.Namespace) -> PoseFilter:
-    return PoseFilter(args.max_people, args.min_body_keypoints, args.min_bbox)
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `extract-pose` on a `magicpose` sub-command set."""
-    parser = subparsers.add_parser(
-        "extract-pose",
-        help="OpenPose keypoints and pose maps for a video or a folder of frames",
-        description="Detect the pose in every frame, drop frames failing the original's filter (reported), "
-                    "and write OpenPose keypoints JSON and pose maps for the rest.",
-        epilog=EXTRACT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--input", required=True, type=Path, metavar="VIDEO_OR_FRAME_DIR",
-                        help="a video file, a folder of frames (sorted naturally), or one image")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    add_filter_arguments(parser)
-    parser.set_defaults(func=_cmd_extract)
-    return parser
-
-
-def _cmd_extract(args: argparse.Namespace) -> int:
-    report = extract_pose(args.input, args.out, args.backend, args.weights, filter_from_args(args),
-                          args.overwrite)
-    print(report.summary(args.out / REPORT_FILE))
-    return 0

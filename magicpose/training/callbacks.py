@@ -62,7 +62,7 @@ class SampleClip(pl.Callback):
 
     @torch.no_grad()
     def sample(self, trainer: pl.Trainer, module: Any, step: int) -> None:
-        from magicpose.data.media import write_video
+        from magicpose.media import write_video
 
         was_training = module.training
         module.eval()

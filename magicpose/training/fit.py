@@ -1,23 +1,24 @@
-"""`magicpose fit`: config -> Trainer + MagicPoseTraining; run folder, resume, export.
+"""`magicpose fit`: config -> Trainer + the system's LightningModule; run folder, resume, export.
 
 Run folder (`run_dir`): `config.yaml` (resolved), `checkpoints/` (Lightning resume states holding only the
 trained modules + optimizer, LR schedule and step; `last.ckpt`), `weights/step-N/` (safetensors of the trained
-modules), `samples/`, `tb/` (TensorBoard), and at the end `pipeline/` (a MagicPosePipeline folder for
-`magicpose animate`).
+modules), `samples/` (MagicPose), `tb/` (TensorBoard), and at the end `pipeline/` (a pipeline folder for
+`magicpose animate` or `magicpose fyp-sample`).
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
-from magicpose.config import to_yaml
+from magicpose.config import FitConfig, FypFitConfig, to_yaml
 from magicpose.errors import UserError
-from magicpose.paths import resolve_path
+from magicpose.training.base import DiffusionTraining
+
+AnyFitConfig = FitConfig | FypFitConfig
 
 
 def _precision(name: str) -> str:
@@ -26,7 +27,7 @@ def _precision(name: str) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
-def prepare_run_dir(config: Any, resume: bool) -> tuple[Path, Path | None]:
+def prepare_run_dir(config: AnyFitConfig, resume: bool) -> tuple[Path, Path | None]:
     """The run folder and the checkpoint to resume from; refuses to mix a new run into an old one."""
     run_dir = Path(config.run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -39,14 +40,7 @@ def prepare_run_dir(config: Any, resume: bool) -> tuple[Path, Path | None]:
     return run_dir, None
 
 
-def _check_data(config: Any) -> None:
-    root = resolve_path(config.data.root)
-    if not root.is_dir():
-        raise UserError(f"{root}: no such dataset folder (data.root); make a toy one with `magicpose toy-data`")
-    config.data.root = str(root)
-
-
-def build_trainer(config: Any, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
+def build_trainer(config: AnyFitConfig, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -71,39 +65,36 @@ def build_trainer(config: Any, run_dir: Path, callbacks: list[pl.Callback]) -> p
     )
 
 
-def _sample_clip(config: Any) -> dict[str, Any] | None:
-    from magicpose.data.tiktok import TikTokVideoDataset
+def training_module(config: AnyFitConfig) -> type[DiffusionTraining]:
+    """The LightningModule class of a fit config's system."""
+    if isinstance(config, FypFitConfig):
+        from magicpose.training.followyourpose import FollowYourPoseTraining
 
-    data = config.data
-    if not data.val_split or not config.train.sample_every:
-        return None
-    try:
-        videos = TikTokVideoDataset(data.root, data.val_split, size=data.size, resize_mode=data.resize_mode,
-                                    max_frames=8)
-    except UserError:
-        return None  # no validation split: training still runs, without sample clips
-    return videos[0]
+        return FollowYourPoseTraining
+    from magicpose.training.magicpose import MagicPoseTraining
+
+    return MagicPoseTraining
 
 
-def run_fit(config: Any, resume: bool = False) -> Path:
-    from magicpose.training.callbacks import SampleClip, Throughput, TrainedWeights
-    from magicpose.training.module import MagicPoseTraining
+def run_fit(config: AnyFitConfig, resume: bool = False) -> Path:
+    """Train one stage of either system; the run folder gets config.yaml, checkpoints/, weights/step-N/, tb/,
+    samples/ (MagicPose) and, at the end, pipeline/."""
+    from magicpose.training.callbacks import Throughput, TrainedWeights
 
-    _check_data(config)
+    cls = training_module(config)
+    cls.check_data(config)
     run_dir, ckpt = prepare_run_dir(config, resume)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
-    module = MagicPoseTraining(config)
+    module = cls(config)
     callbacks: list[pl.Callback] = [
         TrainedWeights(run_dir / "weights", config.train.checkpoint_every, config.train.keep_last),
         Throughput(config.train.log_every, config.data.batch_size),
     ]
-    clip = _sample_clip(config)
-    if clip is not None:
-        callbacks.append(SampleClip(clip, run_dir / "samples", config.train.sample_every, config.inference))
     return fit_and_export(config, module, run_dir, ckpt, callbacks)
 
 
-def fit_and_export(config: Any, module: Any, run_dir: Path, ckpt: Path | None, callbacks: list[pl.Callback]) -> Path:
+def fit_and_export(config: AnyFitConfig, module: DiffusionTraining, run_dir: Path, ckpt: Path | None,
+                   callbacks: list[pl.Callback]) -> Path:
     """Train `module` (from `ckpt` if resuming), with config.yaml written first and pipeline/ exported last."""
     trainer = build_trainer(config, run_dir, callbacks)
     if trainer.is_global_zero:
@@ -115,8 +106,8 @@ def fit_and_export(config: Any, module: Any, run_dir: Path, ckpt: Path | None, c
     return run_dir
 
 
-def export_pipeline(module: Any, folder: Path) -> None:
-    """The final MagicPosePipeline folder (EMA weights if enabled), loadable by `magicpose animate`."""
+def export_pipeline(module: DiffusionTraining, folder: Path) -> None:
+    """The final pipeline folder (EMA weights if enabled), for `magicpose animate` / `magicpose fyp-sample`."""
     partial = folder.with_name(folder.name + ".partial")
     module.pipeline(use_ema=True).save_pretrained(partial, safe_serialization=True)
     if folder.exists():

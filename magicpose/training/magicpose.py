@@ -13,41 +13,40 @@ Batch (see `magicpose.data.tiktok.TikTokPairDataset`): `pixel_values` b 3 H W in
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel, compute_snr
 
-from magicpose.config import to_container
-from magicpose.data.tiktok import TikTokPairDataset
+from magicpose.config import FitConfig
+from magicpose.data.tiktok import TikTokPairDataset, TikTokVideoDataset
 from magicpose.errors import UserError
-from magicpose.models.components import ModelSpec, build_components
+from magicpose.models.components import build_components, vae_scale_factor
 from magicpose.models.magicpose import MagicPoseModel
+from magicpose.paths import resolve_path
 from magicpose.pipelines.magicpose import MagicPosePipeline
-from magicpose.training.data import step_generator, training_loader
+from magicpose.training.base import DiffusionTraining, frozen, training_scheduler
+from magicpose.training.data import training_loader
 
 TRAINED_PREFIXES = ("model.appearance_unet.", "model.controlnet.")  # + "model.unet." with train.train_unet
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-class MagicPoseTraining(pl.LightningModule):
-    def __init__(self, config: Any) -> None:
-        super().__init__()
-        self.config = config
+class MagicPoseTraining(DiffusionTraining):
+    def __init__(self, config: FitConfig) -> None:
+        super().__init__(config)
         train = config.train
-        if train.stage not in (1, 2):
-            raise UserError(f"train.stage: {train.stage} is not 1 or 2")
-        spec = ModelSpec(**to_container(config.model))
-        spec.with_controlnet = train.stage == 2
-        parts = build_components(spec)
-        self.vae = _frozen(parts["vae"])
-        self.text_encoder = _frozen(parts["text_encoder"])
+        parts = build_components(replace(config.model, with_controlnet=train.stage == 2))
+        self.vae = frozen(parts["vae"])
+        self.text_encoder = frozen(parts["text_encoder"])
         self.tokenizer = parts["tokenizer"]
         self.sample_scheduler = parts["scheduler"]
-        self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"]).prepare(spec.attention)
+        self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"])
+        self.model.prepare(config.model.attention)
         # MagicPose keeps the pretrained main UNet frozen; `train_unet` is for worlds with no pretrained base (the
         # CPU toy quickstart), where a frozen random UNet could never produce a clean frame.
         self.model.unet.requires_grad_(train.train_unet)
@@ -55,21 +54,13 @@ class MagicPoseTraining(pl.LightningModule):
         self.trained_prefixes = TRAINED_PREFIXES + (("model.unet.",) if train.train_unet else ())
         self.noise_scheduler = training_scheduler(parts["scheduler"], train.prediction_type)
         self.register_buffer("empty_text", self._encode_empty_prompt(), persistent=False)
-        self.strict_loading = False  # checkpoints hold only the trained modules; on_load_checkpoint checks them
+        self.vae_scale_factor = vae_scale_factor(self.vae)
         self.unreached = freeze_unreached_parameters(self.model, self.vae_scale_factor)
         if train.gradient_checkpointing:
             self.model.appearance_unet.enable_gradient_checkpointing()
             if self.model.controlnet is not None:
                 self.model.controlnet.enable_gradient_checkpointing()
         self.ema = EMAModel(self.trainable_parameters(), decay=train.ema_decay) if train.ema_decay else None
-
-    # ----- structure -------------------------------------------------------------------------------------
-    @property
-    def vae_scale_factor(self) -> int:
-        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
 
     @torch.no_grad()
     def _encode_empty_prompt(self) -> torch.Tensor:
@@ -80,21 +71,33 @@ class MagicPoseTraining(pl.LightningModule):
 
     def train(self, mode: bool = True) -> MagicPoseTraining:
         super().train(mode)
-        for frozen in (self.vae, self.text_encoder):
-            if frozen is not None:
-                frozen.eval()
+        for encoder in (self.vae, self.text_encoder):
+            if encoder is not None:
+                encoder.eval()
         return self
 
     # ----- data ------------------------------------------------------------------------------------------
-    def train_dataloader(self):
-        # Called after a checkpoint is restored, so global_step tells where this rank's stream continues.
-        return make_train_loader(self.config, self.global_rank, self.trainer.world_size, self.global_step)
+    @staticmethod
+    def check_data(config: FitConfig) -> None:
+        root = resolve_path(config.data.root)
+        if not root.is_dir():
+            raise UserError(f"{root}: no such dataset folder (data.root); make a toy one with `magicpose toy-data`")
+        config.data.root = str(root)
+
+    def loader(self, rank: int, world_size: int, global_step: int) -> torch.utils.data.DataLoader:
+        return make_train_loader(self.config, rank, world_size, global_step)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """A sample clip of the validation split every `train.sample_every` steps (none without that split)."""
+        from magicpose.training.callbacks import SampleClip
+
+        clip = sample_clip(self.config)
+        if clip is None:
+            return []
+        return [SampleClip(clip, Path(self.config.run_dir) / "samples", self.config.train.sample_every,
+                           self.config.inference)]
 
     # ----- loss ------------------------------------------------------------------------------------------
-    def _step_generator(self, batch_idx: int) -> torch.Generator:
-        micro = batch_idx % self.config.train.accumulate_grad_batches
-        return step_generator(self.config.train.seed, self.global_step, micro, self.global_rank, self.device)
-
     def encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.vae is None:
             return pixels
@@ -123,15 +126,7 @@ class MagicPoseTraining(pl.LightningModule):
                 pose = pose * keep.view(b, 1, 1, 1).to(pose.dtype)
         text = self.empty_text.expand(b, -1, -1)
         prediction = self.model(noisy, t, text, reference, pose)
-        return self._weighted_mse(prediction.float(), self._target(latents, noise, t).float(), t)
-
-    def _target(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        kind = self.noise_scheduler.config.prediction_type
-        if kind == "epsilon":
-            return noise
-        if kind == "v_prediction":
-            return self.noise_scheduler.get_velocity(latents, noise, t)
-        return latents
+        return self._weighted_mse(prediction.float(), self.target(latents, noise, t).float(), t)
 
     def _weighted_mse(self, prediction: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         per_item = F.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3))
@@ -145,53 +140,9 @@ class MagicPoseTraining(pl.LightningModule):
             per_item = per_item * weight / divisor[self.noise_scheduler.config.prediction_type]
         return per_item.mean()
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.compute_loss(batch, self._step_generator(batch_idx))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}")
-        b = batch["pixel_values"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=b)
-        # "trained_steps" (not "step", which Lightning takes as the logger x-axis) names and ranks checkpoints
-        self.log("trained_steps", float(self.global_step + 1), batch_size=b)
-        return loss
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        # Here rather than in on_train_batch_end, which runs *after* the callbacks' hooks: the weights a callback
-        # saves at step N must hold N EMA updates. Lightning calls this once per real (accumulated) step.
-        if self.ema is not None:
-            self.ema.step(self.trainable_parameters())
-
-    def configure_optimizers(self):
-        train = self.config.train
-        optimizer = torch.optim.AdamW(
-            self.trainable_parameters(), lr=train.lr, betas=tuple(train.betas), weight_decay=train.weight_decay
-        )
-        warmup = max(train.warmup_steps, 0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    # ----- checkpoints: only what trains -----------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if not k.startswith(self.trained_prefixes)]:
-            del state[key]
-        if self.ema is not None:
-            checkpoint["ema"] = self.ema.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        expected = {k for k in self.state_dict() if k.startswith(self.trained_prefixes)}
-        have = set(checkpoint["state_dict"])
-        missing, unexpected = sorted(expected - have), sorted(have - expected)
-        if missing or unexpected:
-            detail = f"{len(missing)} missing (e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]})"
-            raise UserError(f"checkpoint does not match this model: {detail}")
-        if self.ema is not None:
-            if "ema" not in checkpoint:
-                raise UserError("checkpoint has no EMA state but train.ema_decay is set")
-            self.ema.load_state_dict(checkpoint["ema"])
+    # ----- what is saved ---------------------------------------------------------------------------------
+    def trained_state_keys(self) -> set[str]:
+        return {k for k in self.state_dict() if k.startswith(self.trained_prefixes)}
 
     def trained_modules(self) -> dict[str, torch.nn.Module]:
         modules = {"appearance_unet": self.model.appearance_unet}
@@ -202,11 +153,10 @@ class MagicPoseTraining(pl.LightningModule):
         return modules
 
     def pipeline(self, use_ema: bool = True) -> MagicPosePipeline:
-        """A MagicPosePipeline on this module's components (sharing their weights; EMA weights if enabled)."""
+        """A MagicPosePipeline around this module's MagicPoseModel (EMA weights, in a copy, if enabled). The model is
+        shared as it is: sampling changes neither what trains nor the attention backend."""
         model = self.model
         if use_ema and self.ema is not None:
-            import copy
-
             model = copy.deepcopy(model)  # processors (and their backend) come along
             # same order as trainable_parameters(): model.unet, model.appearance_unet, model.controlnet
             self.ema.copy_to([p for p in model.parameters() if p.requires_grad])
@@ -215,7 +165,7 @@ class MagicPoseTraining(pl.LightningModule):
         return pipe
 
 
-def make_train_loader(config: Any, rank: int, world_size: int, global_step: int):
+def make_train_loader(config: FitConfig, rank: int, world_size: int, global_step: int) -> torch.utils.data.DataLoader:
     """This rank's training loader, positioned after `global_step` optimizer steps."""
     data, train = config.data, config.train
     dataset = TikTokPairDataset(
@@ -228,20 +178,17 @@ def make_train_loader(config: Any, rank: int, world_size: int, global_step: int)
     return training_loader(dataset, data.batch_size, data.num_workers, rank, world_size, train.seed, seen)
 
 
-def _frozen(module: torch.nn.Module | None) -> torch.nn.Module | None:
-    if module is not None:
-        module.requires_grad_(False).eval()
-    return module
-
-
-def training_scheduler(sample_scheduler: Any, prediction_type: str | None) -> DDPMScheduler:
-    config = dict(sample_scheduler.config)
-    if prediction_type is not None:
-        if prediction_type not in PREDICTION_TYPES:
-            raise UserError(f"train.prediction_type: {prediction_type!r} is not one of {', '.join(PREDICTION_TYPES)}")
-        config["prediction_type"] = prediction_type
-        sample_scheduler.register_to_config(prediction_type=prediction_type)  # sampling must agree
-    return DDPMScheduler.from_config(config)
+def sample_clip(config: FitConfig) -> dict[str, Any] | None:
+    """The first frames of the validation split's first video, or None (no split, or sampling off)."""
+    data = config.data
+    if not data.val_split or not config.train.sample_every:
+        return None
+    try:
+        videos = TikTokVideoDataset(data.root, data.val_split, size=data.size, resize_mode=data.resize_mode,
+                                    max_frames=8)
+    except UserError:
+        return None  # no validation split: training still runs, without sample clips
+    return videos[0]
 
 
 def freeze_unreached_parameters(model: MagicPoseModel, vae_scale_factor: int) -> list[str]:

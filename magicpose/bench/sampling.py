@@ -22,7 +22,6 @@ weights; the ControlNet's zero-initialised convolutions are perturbed so that it
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import time
@@ -36,9 +35,10 @@ import PIL.Image
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from magicpose.config import ModelSpec
 from magicpose.errors import UserError
 from magicpose.models.attention import ReferenceBank
-from magicpose.models.components import ModelSpec, random_component
+from magicpose.models.components import random_component
 from magicpose.models.magicpose import GuidanceInputs, MagicPoseModel, guided_prediction
 from magicpose.paths import resolve_path
 
@@ -585,19 +585,27 @@ def report_dict(report: FlopReport, clock: WallClock | None) -> dict[str, Any]:
     return data
 
 
-def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    if args.what != "flops":
-        raise UserError(f"unknown benchmark {args.what!r} (choose 'flops')")
-    if min(args.frames) < 1 or args.steps < 1 or args.wallclock_frames < 0:
+def run_flops(
+    components: str | Path,
+    frames: list[int],
+    steps: int,
+    size: int,
+    wallclock_components: str | Path,
+    wallclock_frames: int,
+    json_path: Path | None = None,
+) -> dict[str, Any]:
+    """The FLOP table (and, with `wallclock_frames` > 0, the CPU wall-clock comparison): printed, returned, and
+    written to `json_path` if given."""
+    if min(frames) < 1 or steps < 1 or wallclock_frames < 0:
         raise UserError("--frames and --steps must be >= 1, --wallclock-frames >= 0 (0: no wall-clock run)")
-    report = count_structures(args.components, list(args.frames), args.steps, args.size)
+    report = count_structures(components, list(frames), steps, size)
     clock = None
-    if args.wallclock_frames > 0:
-        clock = wallclock(args.wallclock_components, args.wallclock_frames, min(WALLCLOCK_STEPS, args.steps))
+    if wallclock_frames > 0:
+        clock = wallclock(wallclock_components, wallclock_frames, min(WALLCLOCK_STEPS, steps))
     print(format_report(report, clock))
     data = report_dict(report, clock)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {json_path}")
     return data

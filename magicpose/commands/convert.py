@@ -137,23 +137,3 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {args.pipeline} ({result['layout']} layout, {result['tensors']} tensors) -> {result['out']}"
           + (f" and {result['pickle']}" if result["pickle"] else ""))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m magicpose.convert.cli WHAT ...`: the same as `magicpose convert WHAT ...`."""
-    import sys
-
-    from magicpose.errors import UserError
-
-    parser = argparse.ArgumentParser(prog="magicpose")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["convert", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except UserError as err:
-        print(f"magicpose convert: error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -64,10 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-unpaired", action="store_true",
                    help="evaluate the frames present on both sides instead of refusing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=run)
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import sys
 
     from magicpose.eval.protocol import EvalOptions, evaluate, write_record

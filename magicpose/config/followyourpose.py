@@ -1,25 +1,53 @@
 """Config schema of Follow-Your-Pose (`system: followyourpose`): sampling and both training stages.
 
-Loaded with the project's one config system (`magicpose.config.load_config`: YAML files with `base:` chains,
-`key=value` overrides, unknown keys refused). The top-level `system` key tells `magicpose fit` which trainer a
-config is for; `config_system` reads it without knowing the schema.
+Plain dataclasses (no torch), loaded with the project's one config system (`magicpose.config.load_config`: YAML
+files with `base:` chains, `key=value` overrides, unknown keys refused). The top-level `system` key tells
+`magicpose fit` which trainer a config is for (`magicpose.config.config_system`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-
-from magicpose.config import TrainerConfig
+from magicpose.config.magicpose import TrainerConfig
 from magicpose.errors import UserError
-from magicpose.models.fyp_components import FypModelSpec
-from magicpose.models.video_unet import STAGE2_TRAINABLE
-from magicpose.paths import resolve_path
 
 SYSTEM = "followyourpose"
+STAGE2_TRAINABLE = ("attn1.to_q", "attn2.to_q", "attn_temp", "conv_temporal")  # the original's stage-2 set
+
+
+@dataclass
+class VideoOptions:
+    """How a 2D UNet is inflated (see `VideoUNet`); the defaults are the original's, except the zero-init."""
+
+    temporal_attention: bool = True
+    temporal_conv: bool = True
+    temporal_heads: int | None = None  # null: as the block's attn1 (8 on SD)
+    temporal_rank: int = 160
+    temporal_kernel: int = 3
+    frame_pooled_norm: bool = True
+    sparse_causal_frames: list[str] = field(default_factory=lambda: ["first", "prev"])
+    zero_init_temporal_attention: bool = True
+
+
+@dataclass
+class FypModelSpec:
+    """Where the components come from (the `model:` section of a Follow-Your-Pose config)."""
+
+    components: str | None = "configs/models/fyp_tiny"
+    pretrained: str | None = None
+    paths: dict[str, str | None] = field(default_factory=dict)
+    seed: int = 0
+    dtype: str = "float32"
+    video: VideoOptions = field(default_factory=VideoOptions)
+    with_pose_adapter: bool = True
+    # trained stage-2 parameters on top of the UNet: a `weights/step-N/unet/` folder of `magicpose fit` or its file
+    unet_delta: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.video, dict):  # from a plain container (OmegaConf.to_container)
+            self.video = VideoOptions(**self.video)
 
 
 @dataclass
@@ -98,34 +126,6 @@ class FypFitConfig(FypConfig):
     train: FypTrainConfig = field(default_factory=FypTrainConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     run_dir: str = "runs/followyourpose"
-
-
-def config_system(files: list[str | Path]) -> str | None:
-    """The `system:` of the last config file (following `base:` chains) that sets one; None if none does."""
-    found = None
-    for file in files:
-        found = _system_of(resolve_path(file), ()) or found
-    return found
-
-
-def _system_of(path: Path, seen: tuple[Path, ...]) -> str | None:
-    if not path.is_file() or path.resolve() in seen:
-        return None  # load_config reports missing files and loops with a proper message
-    try:
-        data = OmegaConf.load(path)
-    except Exception:  # broken YAML: load_config says where
-        return None
-    if not isinstance(data, DictConfig):
-        return None
-    if "system" in data:
-        return str(data.system)
-    bases = data.get("base")
-    base_list = list(bases) if isinstance(bases, ListConfig) else ([bases] if bases else [])
-    found = None
-    for base in base_list:
-        base_path = Path(str(base)) if Path(str(base)).is_absolute() else path.parent / str(base)
-        found = _system_of(base_path, (*seen, path.resolve())) or found
-    return found
 
 
 def check_system(config: Any) -> None:

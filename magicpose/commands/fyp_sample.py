@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from magicpose.commands.outputs import (
+    add_config_argument,
+    check_output_folder,
+    check_resize_mode,
+    check_size,
+    flag_overrides,
+    publish,
+    run_record,
+    size_multiple,
+    swap_scheduler,
+)
 from magicpose.errors import UserError
 
 if TYPE_CHECKING:  # the CLI imports this module at start-up: torch & co. load in the handler
-    import torch
     from PIL import Image
+
+    from magicpose.config import FypConfig
 
 OUTPUT_NAMES = ("frames", "video.mp4", "video.gif", "grid.mp4", "run.json")
 
@@ -34,6 +43,13 @@ EPILOG = """examples:
 
 outputs in --out: frames/NNNN.png, video.mp4, video.gif, grid.mp4 (skeleton | result), run.json (resolved config,
 skeleton frame indices, seed, versions). An existing result is never replaced without --overwrite."""
+
+FLAGS = {
+    "frames": "inference.frames", "stride": "inference.stride", "start": "inference.start",
+    "steps": "inference.steps", "guidance_scale": "inference.guidance_scale", "seed": "inference.seed",
+    "context_length": "inference.context_length", "context_overlap": "inference.context_overlap",
+    "size": "inference.size", "fps": "inference.fps", "device": "device",
+}  # fmt: skip
 
 
 @dataclass
@@ -49,8 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Generate a video that follows a skeleton sequence and a text prompt "
                                    "(Follow-Your-Pose).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", "-c", action="append", required=True, metavar="YAML",
-                   help="config file (repeat to merge several, later ones win)")
+    add_config_argument(p)
     p.add_argument("--prompt", required=True, help="what the video shows (inference.prompt)")
     p.add_argument("--skeleton", required=True, type=Path, help="skeleton video, or a folder of pose images")
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -68,32 +83,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (device)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any config key, e.g. inference.pose_scale=0.8")
-    p.set_defaults(func=_cmd_fyp_sample)
+    p.set_defaults(func=run)
 
 
-def _cmd_fyp_sample(args: argparse.Namespace) -> int:
-    from magicpose.config import load_config
-    from magicpose.config_fyp import FypConfig, check_system
+def run(args: argparse.Namespace) -> int:
+    from magicpose.config import FypConfig, check_system, load_config
 
-    check_output_folder(args.out, args.overwrite)
-    flags = {"frames": "inference.frames", "stride": "inference.stride", "start": "inference.start",
-             "steps": "inference.steps", "guidance_scale": "inference.guidance_scale", "seed": "inference.seed",
-             "context_length": "inference.context_length", "context_overlap": "inference.context_overlap",
-             "size": "inference.size", "fps": "inference.fps", "device": "device"}
-    overrides = [f"{key}={getattr(args, attr)}" for attr, key in flags.items() if getattr(args, attr) is not None]
-    config = load_config(args.config, overrides + list(args.overrides), schema=FypConfig)
+    check_output_folder(args.out, OUTPUT_NAMES, args.overwrite)
+    config = load_config(args.config, flag_overrides(args, FLAGS) + list(args.overrides), schema=FypConfig)
     check_system(config)
     record = run_fyp_sample(config, SampleRequest(args.prompt, args.skeleton, args.out, args.overwrite))
     print(f"wrote {record['num_frames']} frames to {args.out} in {record['seconds']:.1f} s")
     return 0
-
-
-def check_output_folder(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    existing = [name for name in OUTPUT_NAMES if (out / name).exists()]
-    if existing and not overwrite:
-        raise UserError(f"{out}: already holds results ({', '.join(existing)}); pass --overwrite to replace them")
 
 
 def skeleton_indices(available: int, frames: int, stride: int, start: int, source: Path) -> list[int]:
@@ -117,7 +118,7 @@ def read_skeleton(path: Path, frames: int, stride: int, start: int) -> tuple[lis
     """The chosen skeleton frames of a video (streamed, stopping at the last one needed) or an image folder."""
     from PIL import Image
 
-    from magicpose.data.media import iter_video_frames, list_images, load_image
+    from magicpose.media import iter_video_frames, list_images, load_image
 
     if not path.exists():
         raise UserError(f"{path}: no such file or folder (--skeleton)")
@@ -139,27 +140,22 @@ def read_skeleton(path: Path, frames: int, stride: int, start: int) -> tuple[lis
     return [picked[i] for i in indices], indices
 
 
-def run_fyp_sample(config: Any, request: SampleRequest) -> dict[str, Any]:
+def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
     import torch
 
-    from magicpose.animate import resolve_device
-    from magicpose.config import to_container
-    from magicpose.data.media import to_square
-    from magicpose.models.fyp_components import FypModelSpec
+    from magicpose.device import resolve_device
+    from magicpose.media import to_square
     from magicpose.pipelines.followyourpose import FollowYourPosePipeline
 
-    check_output_folder(request.out, request.overwrite)
+    check_output_folder(request.out, OUTPUT_NAMES, request.overwrite)
     inf = config.inference
-    if inf.resize_mode not in ("crop", "pad"):
-        raise UserError(f"inference.resize_mode: {inf.resize_mode!r} is not 'crop' or 'pad'")
+    check_resize_mode(inf.resize_mode)
     skeleton, indices = read_skeleton(request.skeleton, inf.frames, inf.stride, inf.start)
     started = time.perf_counter()
     device = resolve_device(config.device)
-    pipe = FollowYourPosePipeline.from_spec(FypModelSpec(**to_container(config.model))).to(device)
-    _swap_scheduler(pipe, inf.scheduler)
-    multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.unet.config.block_out_channels) - 1)
-    if inf.size <= 0 or inf.size % multiple:
-        raise UserError(f"inference.size: {inf.size} must be a positive multiple of {multiple} for this model")
+    pipe = FollowYourPosePipeline.from_spec(config.model).to(device)
+    swap_scheduler(pipe, inf.scheduler)
+    check_size(inf.size, size_multiple(pipe))
     if pipe.pose_adapter is None:
         raise UserError("model: this Follow-Your-Pose model has no pose adapter (model.with_pose_adapter is false)")
     skeleton = [to_square(image, inf.size, inf.resize_mode) for image in skeleton]
@@ -169,69 +165,23 @@ def run_fyp_sample(config: Any, request: SampleRequest) -> dict[str, Any]:
         context_length=inf.context_length, context_overlap=inf.context_overlap,
         generator=torch.Generator(device=device).manual_seed(inf.seed),
     ).frames
-    record = _record(config, request, indices, device, time.perf_counter() - started)
-    _write_outputs(request.out, skeleton, frames, inf.fps, record)
+    inputs = {"prompt": request.prompt, "skeleton": str(request.skeleton), "skeleton_frames": indices}
+    record = run_record("fyp-sample", inputs, len(indices), config, device, time.perf_counter() - started)
+    publish(request.out, OUTPUT_NAMES, lambda staging: _write_outputs(staging, skeleton, frames, inf.fps, record))
     return record
 
 
-def _swap_scheduler(pipe: Any, name: str | None) -> None:
-    if not name:
-        return
-    import diffusers
-
-    cls = getattr(diffusers, name, None)
-    if cls is None or not name.endswith("Scheduler") or not hasattr(cls, "from_config"):
-        raise UserError(f"inference.scheduler: {name!r} is not a diffusers scheduler class")
-    pipe.scheduler = cls.from_config(pipe.scheduler.config)
-
-
-def _record(config: Any, request: SampleRequest, indices: list[int], device: torch.device, seconds: float) -> dict:
-    import diffusers
-    import torch
-    import transformers
-
-    import magicpose
-    from magicpose.config import to_container
-
-    return {
-        "command": "fyp-sample",
-        "prompt": request.prompt,
-        "skeleton": str(request.skeleton),
-        "skeleton_frames": indices,
-        "num_frames": len(indices),
-        "seed": config.inference.seed,
-        "device": str(device),
-        "seconds": round(seconds, 2),
-        "config": to_container(config),
-        "versions": {"magicpose": magicpose.__version__, "torch": torch.__version__,
-                     "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version()},
-    }
-
-
-def _write_outputs(out: Path, skeleton: list[Image.Image], frames: list[Image.Image], fps: float, record: dict
+def _write_outputs(folder: Path, skeleton: list[Image.Image], frames: list[Image.Image], fps: float, record: dict
                    ) -> None:
-    """Everything goes into a staging folder first, then moves in: an interrupted run leaves no half result."""
     import numpy as np
 
-    from magicpose.data.media import hstack, write_gif, write_video
+    from magicpose.media import hstack, write_gif, write_video
 
-    out.mkdir(parents=True, exist_ok=True)
-    staging = out / f".partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "frames").mkdir(parents=True)
+    (folder / "frames").mkdir()
     for index, frame in enumerate(frames):
-        frame.save(staging / "frames" / f"{index:04d}.png")
-    write_video(staging / "video.mp4", frames, fps)
-    write_gif(staging / "video.gif", frames, fps)
-    write_video(staging / "grid.mp4", [np.asarray(hstack([pose, frame])) for pose, frame in zip(skeleton, frames)],
+        frame.save(folder / "frames" / f"{index:04d}.png")
+    write_video(folder / "video.mp4", frames, fps)
+    write_gif(folder / "video.gif", frames, fps)
+    write_video(folder / "grid.mp4", [np.asarray(hstack([pose, frame])) for pose, frame in zip(skeleton, frames)],
                 fps)
-    (staging / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-    for name in OUTPUT_NAMES:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        (staging / name).rename(target)
-    staging.rmdir()
+    (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -26,6 +26,7 @@ settings is refused unless `--overwrite`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -34,6 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from magicpose.commands.outputs import (
+    add_config_argument,
+    build_pipeline,
+    check_inference,
+    flag_overrides,
+    size_multiple,
+)
 from magicpose.errors import UserError
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: torch & co. load in the handler only
@@ -52,6 +60,11 @@ EPILOG = """examples:
 
 Interrupt and run the same command again to continue where it stopped."""
 
+FLAGS = {
+    "steps": "inference.steps", "guidance_scale": "inference.guidance_scale", "seed": "inference.seed",
+    "size": "inference.size", "frames_per_batch": "inference.frames_per_batch", "device": "device",
+}  # fmt: skip
+
 
 @dataclass
 class InferRequest:
@@ -65,9 +78,7 @@ class InferRequest:
     progress: bool = True
 
 
-def add_parser(sub) -> None:
-    import argparse
-
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "infer-tiktok",
         help="generate every video of a TikTok-format split (reference = first frame) for `evaluate`",
@@ -76,8 +87,7 @@ def add_parser(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--config", "-c", action="append", required=True, metavar="YAML",
-                   help="config file (repeat to merge several, later ones win)")
+    add_config_argument(p)
     p.add_argument("--data", required=True, type=Path, help="dataset root (ROOT/<split>/<video>/<frame>.png)")
     p.add_argument("--split", default="test_set", help="split folder (default test_set)")
     p.add_argument("--out", required=True, type=Path, help="output folder (resumed if it holds an earlier run)")
@@ -93,21 +103,13 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out made with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any config key, e.g. inference.prompt=...")
-    p.set_defaults(func=_cmd_infer_tiktok)
+    p.set_defaults(func=run)
 
 
-def _cmd_infer_tiktok(args) -> int:
-    from magicpose.config import load_config
+def run(args: argparse.Namespace) -> int:
+    from magicpose.config import MagicPoseConfig, load_config
 
-    overrides = [
-        f"{key}={getattr(args, attr)}"
-        for attr, key in {
-            "steps": "inference.steps", "guidance_scale": "inference.guidance_scale", "seed": "inference.seed",
-            "size": "inference.size", "frames_per_batch": "inference.frames_per_batch", "device": "device",
-        }.items()
-        if getattr(args, attr) is not None
-    ]  # fmt: skip
-    config = load_config(args.config, overrides + list(args.overrides))
+    config = load_config(args.config, flag_overrides(args, FLAGS) + list(args.overrides), schema=MagicPoseConfig)
     request = InferRequest(
         args.data, args.split, args.out, args.videos, args.max_videos, args.max_frames, args.overwrite,
         not args.no_progress,
@@ -189,9 +191,7 @@ def _save_png(image: Image.Image | Any, path: Path) -> None:
 
 def run_infer_tiktok(config: Any, request: InferRequest) -> dict[str, Any]:
     """Generate (or finish generating) every selected video; returns the counts also written to infer.json."""
-    from magicpose.animate import build_pipeline, check_inference, resolve_device, size_multiple
-    from magicpose.config import to_container
-    from magicpose.models.components import ModelSpec
+    from magicpose.device import resolve_device
 
     started = time.perf_counter()
     settings = _settings(config, request)
@@ -199,7 +199,7 @@ def run_infer_tiktok(config: Any, request: InferRequest) -> dict[str, Any]:
     _prepare_out(request.out, settings, request.overwrite)
     inf = config.inference
     device = resolve_device(config.device)
-    pipe = build_pipeline(ModelSpec(**to_container(config.model)), device, inf.scheduler)
+    pipe = build_pipeline(config.model, device, inf.scheduler)
     pipe.set_progress_bar_config(disable=True)
     check_inference(config, size_multiple(pipe))
 
@@ -248,8 +248,8 @@ def _run_video(pipe, config: Any, request: InferRequest, video: VideoIndex, miss
     import torch
     from PIL import Image
 
-    from magicpose.data.media import load_image, write_video
     from magicpose.data.tiktok import SquareCrop, transform_image
+    from magicpose.media import load_image, write_video
 
     inf = config.inference
     out, name = request.out, video.video_id
