@@ -136,16 +136,21 @@ def to_square(image: Image.Image, size: int, mode: str = "crop", fill: RGB = (0,
         raise ValueError(f"to_square: size must be positive, got {size}")
     # Callers pass load_image output; converting keeps the output mode predictable for `fill`.
     image = image if image.mode == "RGB" else image.convert("RGB")
+    return square_region(image, mode, fill).resize((size, size), Image.Resampling.BILINEAR)
+
+
+def square_region(image: Image.Image, mode: str = "crop", fill: RGB = (0, 0, 0)) -> Image.Image:
+    """The centre square of side min(w, h) (`crop`), or the image centred on a `fill` square of side max(w, h)
+    (`pad`), at the image's own resolution."""
     width, height = image.size
     if mode == "crop":
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
-        square = image.crop((left, top, left + side, top + side))
-    else:
-        side = max(width, height)
-        square = Image.new("RGB", (side, side), fill)
-        square.paste(image, ((side - width) // 2, (side - height) // 2))
-    return square.resize((size, size), Image.Resampling.BILINEAR)
+        return image.crop((left, top, left + side, top + side))
+    side = max(width, height)
+    square = Image.new("RGB", (side, side), fill)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
 
 
 def hstack(images: Sequence[Image.Image]) -> Image.Image:

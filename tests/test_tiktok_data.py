@@ -178,7 +178,7 @@ def test_centre_crop_puts_the_marker_where_geometry_says(tmp_path):
 
 @pytest.mark.parametrize("mode", ["crop", "pad"])
 def test_deterministic_geometry_equals_inference_to_square(mode):
-    from magicpose.data.tiktok import SquareCrop, transform_image
+    from magicpose.data.transforms import SquareCrop, transform_image
     from magicpose.media import to_square
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (81, 47, 3), dtype=np.uint8))

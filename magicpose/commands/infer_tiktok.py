@@ -5,7 +5,7 @@ For each video of `ROOT/<split>` (frames paired with pose maps by file name, nat
 * reference = the video's first frame; every frame (the first included, as DisCo) is generated from it
   and its own pose map, in batches of `inference.frames_per_batch`;
 * frames, pose maps and references get the same deterministic square crop (or pad) + resize to
-  `inference.size` as training's evaluation loader (`magicpose.data.tiktok.transform_image`).
+  `inference.size` as training's evaluation loader (`magicpose.data.transforms.transform_image`).
 
 Output folder::
 
@@ -248,7 +248,7 @@ def _run_video(pipe, config: Any, request: InferRequest, video: VideoIndex, miss
     import torch
     from PIL import Image
 
-    from magicpose.data.tiktok import SquareCrop, transform_image
+    from magicpose.data.transforms import SquareCrop, transform_image
     from magicpose.media import load_image, write_video
 
     inf = config.inference

@@ -26,7 +26,6 @@ skip safely and raise a one-line `UserError` for a root they cannot use.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -37,13 +36,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from magicpose.data.transforms import SquareCrop, check_size_and_mode, to_tensor, transform_image
 from magicpose.errors import UserError
 from magicpose.media import IMAGE_EXTENSIONS, load_image, natural_sort_key
 
 POSE_PREFIX = "pose_map_"
 KEYPOINTS_PREFIX = "keypoints_"
 MASK_PREFIX = "mask_"
-RESIZE_MODES = ("crop", "pad")
 NO_VIDEO_FOLDERS = "no video folders (expected <split>/<video>/<frame>.png)"
 _SHOW = 5  # names listed in one warning
 _OS_JUNK = frozenset({"thumbs.db", "desktop.ini"})
@@ -280,74 +279,6 @@ def _usable_videos(root: str | Path, split: str, min_frames: int) -> list[VideoI
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Geometry and tensors
-# ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SquareCrop:
-    """A square window of the square-ified image (centre crop or pad), as fractions of its side.
-
-    Fractions rather than pixels, so a pose map stored at another resolution (same aspect ratio) gets
-    exactly the same window as its frame.
-    """
-
-    left: float = 0.0
-    top: float = 0.0
-    side: float = 1.0
-
-    @classmethod
-    def random(cls, rng: np.random.Generator, scale: tuple[float, float] | None) -> SquareCrop:
-        """RandomResizedCrop with ratio 1: area fraction uniform in `scale`, position uniform."""
-        if scale is None:
-            return cls()
-        side = math.sqrt(rng.uniform(scale[0], scale[1]))
-        return cls(left=rng.uniform(0.0, 1.0 - side), top=rng.uniform(0.0, 1.0 - side), side=side)
-
-
-def transform_image(image: Image.Image, size: int, mode: str, crop: SquareCrop) -> Image.Image:
-    """Square the image (centre crop, or pad with black), take the `crop` window, resize to `size`.
-
-    With the full window this is exactly `media.to_square`, which inference uses. The square is cut
-    out first so the bilinear filter never reads pixels outside it (train/test consistency).
-    """
-    width, height = image.size
-    if mode == "pad":
-        side = max(width, height)
-        square = Image.new("RGB", (side, side))
-        square.paste(image, ((side - width) // 2, (side - height) // 2))
-    else:
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        square = image.crop((left, top, left + side, top + side))
-    x0, y0 = crop.left * side, crop.top * side
-    box = (x0, y0, x0 + crop.side * side, y0 + crop.side * side)
-    return square.resize((size, size), Image.Resampling.BILINEAR, box=box)
-
-
-def to_tensor(image: Image.Image, signed: bool) -> torch.Tensor:
-    """(3, H, W) float: [-1, 1] when `signed` (images), else [0, 1] (pose maps, as ControlNet expects).
-
-    The arithmetic is done in numpy on purpose: torch's intra-op thread pool makes these tiny
-    elementwise ops about 10x slower in the main process of a small machine (num_workers=0).
-    """
-    values = np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1), dtype=np.float32)
-    if signed:
-        values *= 1.0 / 127.5
-        values -= 1.0
-    else:
-        values *= 1.0 / 255.0
-    return torch.from_numpy(values)
-
-
-def _check_common(size: int, resize_mode: str) -> None:
-    if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    if resize_mode not in RESIZE_MODES:
-        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Training pairs
 # ----------------------------------------------------------------------------------------------------------
 
@@ -395,7 +326,7 @@ class TikTokPairDataset(torch.utils.data.Dataset):
         seed: int = 0,
         min_frames: int = 2,
     ) -> None:
-        _check_common(size, resize_mode)
+        check_size_and_mode(size, resize_mode)
         self._check_args(
             max_frame_distance, random_resized_crop, face_dropout, hand_dropout, seed, min_frames
         )
@@ -546,7 +477,7 @@ class TikTokVideoDataset(torch.utils.data.Dataset):
         resize_mode: str = "crop",
         max_frames: int | None = None,
     ) -> None:
-        _check_common(size, resize_mode)
+        check_size_and_mode(size, resize_mode)
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
         self.root, self.split = Path(root), split

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from magicpose.data.tiktok import to_tensor
+from magicpose.data.transforms import to_tensor
 from magicpose.errors import UserError
 from magicpose.media import iter_video_frames, list_images, load_image, to_square
 
