@@ -1,13 +1,14 @@
 """Checkpoint interop: the original SD / ControlNet / MagicDance layouts <-> our component folders.
 
 The real files are not available here; synthetic checkpoints with their key layouts are made from tiny diffusers
-models by inverting the key mapping (`magicpose.convert.synthetic`), saved as pickles like the originals, and read
+models by inverting the key mapping (`magicpose.convert.testing`), saved as pickles like the originals, and read
 back through diffusers' own LDM converters.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from magicpose.convert import ldm
 from magicpose.convert.magicdance import convert_checkpoint, export_original
-from magicpose.convert.synthetic import original_state_dict
+from magicpose.convert.testing import original_state_dict
 from magicpose.errors import UserError
 
 from .conftest import REPO, TINY_CONFIG, random_image, stick_pose, tiny_spec, wake_controlnet
@@ -275,6 +276,29 @@ def test_missing_parts_come_from_sd_folder_or_file(models, tmp_path, capsys):
         pipe = _load(tmp_path / out)
         for name in PARTS:
             _assert_same(models[name], getattr(pipe, name))
+
+
+def test_scheduler_comes_from_the_sd_folder_when_it_has_one(models, tmp_path, capsys):
+    state = original_state_dict(models, "stage2")
+    torch.save({k: v for k, v in state.items() if k.startswith(("appearance_control_model.", "pose_control"))},
+               tmp_path / "trained.th")
+    save_file(original_state_dict(models, "sd"), tmp_path / "sd.safetensors")
+    convert_checkpoint(tmp_path / "sd.safetensors", tmp_path / "sd", "sd", components=TINY)
+    config_file = tmp_path / "sd" / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text())
+    config.update(_class_name="DPMSolverMultistepScheduler", steps_offset=7)  # the user's own choice
+    config_file.write_text(json.dumps(config))
+    out = tmp_path / "pipe"
+    assert _convert_cli(["magicdance", "--checkpoint", str(tmp_path / "trained.th"), "--out", str(out),
+                         "--components", TINY, "--sd", str(tmp_path / "sd")]) == 0
+    assert f"scheduler        copied from {tmp_path / 'sd' / 'scheduler'}" in capsys.readouterr().out
+    written = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert (written["_class_name"], written["steps_offset"]) == ("DPMSolverMultistepScheduler", 7)
+    assert type(_load(out).scheduler).__name__ == "DPMSolverMultistepScheduler"
+    # a --sd single file has no scheduler: the component configs' is used, and the report says so
+    convert_checkpoint(tmp_path / "trained.th", tmp_path / "file", components=TINY, sd=tmp_path / "sd.safetensors")
+    assert json.loads((tmp_path / "file" / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == \
+        json.loads((Path(TINY) / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
 
 
 def test_other_sizes_through_an_ldm_yaml(tmp_path):

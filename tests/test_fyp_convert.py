@@ -11,7 +11,7 @@ from diffusers import T2IAdapter
 from magicpose.cli import main
 from magicpose.config import FypModelSpec
 from magicpose.convert.safe_load import load_pickle
-from magicpose.convert.synthetic_fyp import write_synthetic_release
+from magicpose.convert.testing import write_synthetic_release
 from magicpose.models.components import random_component
 from magicpose.models.fyp_components import build_fyp_components
 from magicpose.models.video_unet import VideoUNet

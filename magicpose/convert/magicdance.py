@@ -410,7 +410,9 @@ def _write_tokenizer_scheduler(root: Path, components: str | Path | None, sd_fol
     comps = resolve_path(components) if components else sd15
     tokenizer = next(p for p in (sd_folder / "tokenizer" if sd_folder else None, comps / "tokenizer",
                                  sd15 / "tokenizer") if p is not None and p.is_dir())
-    scheduler = next(p for p in (comps / "scheduler", sd15 / "scheduler") if p.is_dir())
+    # the SD folder's own scheduler when it has one (a user's choice of sampler travels with their weights)
+    scheduler = next(p for p in (sd_folder / "scheduler" if sd_folder else None, comps / "scheduler",
+                                 sd15 / "scheduler") if p is not None and p.is_dir())
     shutil.copytree(tokenizer, root / "tokenizer")
     shutil.copytree(scheduler, root / "scheduler")
     report.components["tokenizer"] = f"copied from {tokenizer}"

@@ -1,16 +1,30 @@
-"""State dicts in the original layouts, made from our (e.g. randomly initialised) components by inverting the mapping.
+"""Synthetic checkpoints in the original layouts, for tests and measurements.
 
-For tests and measurements only: the real files are not redistributable, but their key layouts are known
-(`magicpose.convert.magicdance`), so a synthetic file with the same keys and shapes exercises the same code paths.
+The released files (MagicDance's `model_state-*.th`, ControlNet / SD single files, Follow-Your-Pose's
+`followyourpose_checkpoint-1000` and `pose_encoder.pth`) are not redistributable, but their key layouts are known
+(`magicpose.convert.magicdance`, `magicpose.convert.followyourpose`), so files with the same keys and shapes and random
+values, made from our (e.g. randomly initialised) components by inverting the mapping, exercise the same code paths.
+
+    write_synthetic_checkpoint("stage2.th", "configs/models/sd15")        # a full-size 9.15 GB stage-2 file
+    write_synthetic_release(Path("fyp"), "configs/models/sd15")           # checkpoint-1000/ + pose_encoder.pth
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from diffusers import UNet2DConditionModel
 
 from magicpose.convert import ldm
+from magicpose.convert.followyourpose import RELEASED_VIDEO_OPTIONS
+from magicpose.convert.followyourpose import original_state_dict as fyp_original_state_dict
 from magicpose.convert.magicdance import ACM, CLIP, CONTROL, POSE, UNET, VAE
+from magicpose.models.pose_adapter import build_pose_adapter
+from magicpose.models.video_unet import VideoUNet
+from magicpose.paths import resolve_path
 
+# ----- MagicDance / ControlNet / SD (LDM layout) -------------------------------------------------------------
 LAYOUTS = ("stage2", "stage1", "init", "controlnet", "sd")
 
 
@@ -96,26 +110,50 @@ def build_random(components_dir: str, layout: str = "stage2", seed: int = 0) -> 
     return state
 
 
-def main(argv: list[str] | None = None) -> None:
-    """python -m magicpose.convert.synthetic --components configs/models/sd15 --layout stage2 --out FILE.th"""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--components", default="configs/models/sd15")
-    parser.add_argument("--layout", default="stage2", choices=LAYOUTS)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    state = build_random(args.components, args.layout, args.seed)
-    if args.out.endswith(".safetensors"):
+def write_synthetic_checkpoint(out: str | Path, components: str = "configs/models/sd15", layout: str = "stage2",
+                               seed: int = 0) -> dict[str, torch.Tensor]:
+    """`build_random` written to `out` (`.safetensors`, else a weights-only-loadable pickle); prints its size."""
+    state = build_random(components, layout, seed)
+    if str(out).endswith(".safetensors"):
         from safetensors.torch import save_file
 
-        save_file(state, args.out)
+        save_file(state, str(out))
     else:
-        torch.save(state, args.out)
+        torch.save(state, out)
     print(f"wrote {len(state)} tensors ({sum(v.numel() * v.element_size() for v in state.values()) / 1e9:.2f} GB) "
-          f"to {args.out}")
+          f"to {out}")
+    return state
 
 
-if __name__ == "__main__":
-    main()
+# ----- Follow-Your-Pose ----------------------------------------------------------------------------------------
+def build_random_fyp(components_dir: str | Path, vae_scale_factor: int = 8, seed: int = 0
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(UNet3D state dict with `skeleton_adapter.*`, `pose_encoder.pth` state dict) of random weights."""
+    config = dict(UNet2DConditionModel.load_config(resolve_path(components_dir) / "unet"))
+    torch.manual_seed(seed)
+    unet = VideoUNet(unet_config=config, **RELEASED_VIDEO_OPTIONS)
+    adapter = build_pose_adapter(config["block_out_channels"], vae_scale_factor)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for block in unet.transformer_blocks():  # the released weights trained these away from their zero init
+            up = block.conv_temporal.up.weight
+            up.copy_(torch.randn(up.shape, generator=gen) * 0.02)
+    state = {k: v.detach().clone() for k, v in fyp_original_state_dict(unet, adapter).items()}
+    encoder = {k.removeprefix("skeleton_adapter."): v for k, v in state.items() if k.startswith("skeleton_adapter.")}
+    return state, encoder
+
+
+def write_synthetic_release(folder: Path, components_dir: str | Path, vae_scale_factor: int = 8, seed: int = 0,
+                            module_prefix: bool = False) -> tuple[Path, Path]:
+    """`folder/followyourpose_checkpoint-1000/pytorch_model.bin` and `folder/pose_encoder.pth`, as released.
+
+    `module_prefix`: every UNet3D key under `module.` (what a DDP-wrapped `save_state` can write).
+    """
+    state, encoder = build_random_fyp(components_dir, vae_scale_factor, seed)
+    if module_prefix:
+        state = {"module." + k: v for k, v in state.items()}
+    ckpt_dir = folder / "followyourpose_checkpoint-1000"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(state, ckpt_dir / "pytorch_model.bin")
+    torch.save(encoder, folder / "pose_encoder.pth")
+    return ckpt_dir, folder / "pose_encoder.pth"
