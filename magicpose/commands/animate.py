@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicpose.commands.outputs import (
+    INFERENCE_FLAGS,
     add_config_argument,
     build_pipeline,
     check_inference,
@@ -35,11 +36,7 @@ EPILOG = """examples:
 outputs in --out: frames/NNNN.png, animation.mp4, animation.gif, grid.mp4 (reference | pose | result),
 run.json (resolved config, seed, versions). An existing result is never replaced without --overwrite."""
 
-FLAGS = {
-    "steps": "inference.steps", "guidance_scale": "inference.guidance_scale",
-    "guidance_mode": "inference.guidance_mode", "seed": "inference.seed", "fps": "inference.fps",
-    "size": "inference.size", "frames_per_batch": "inference.frames_per_batch", "device": "device",
-}  # fmt: skip
+FLAGS = {**INFERENCE_FLAGS, "guidance_mode": "inference.guidance_mode", "fps": "inference.fps"}
 
 
 @dataclass

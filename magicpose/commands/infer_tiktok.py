@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicpose.commands.outputs import (
+    INFERENCE_FLAGS,
     add_config_argument,
     build_pipeline,
     check_inference,
@@ -59,11 +60,6 @@ EPILOG = """examples:
   magicpose evaluate --pred outputs/tiktok_test/pred --gt outputs/tiktok_test/gt --out outputs/tiktok_test/metrics.json
 
 Interrupt and run the same command again to continue where it stopped."""
-
-FLAGS = {
-    "steps": "inference.steps", "guidance_scale": "inference.guidance_scale", "seed": "inference.seed",
-    "size": "inference.size", "frames_per_batch": "inference.frames_per_batch", "device": "device",
-}  # fmt: skip
 
 
 @dataclass
@@ -109,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from magicpose.config import MagicPoseConfig, load_config
 
-    config = load_config(args.config, flag_overrides(args, FLAGS) + list(args.overrides), schema=MagicPoseConfig)
+    config = load_config(args.config, flag_overrides(args, INFERENCE_FLAGS) + list(args.overrides), schema=MagicPoseConfig)
     request = InferRequest(
         args.data, args.split, args.out, args.videos, args.max_videos, args.max_frames, args.overwrite,
         not args.no_progress,

@@ -30,6 +30,13 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
                         help="config file (repeat to merge several, later ones win)")
 
 
+# flags of the MagicPose sampling commands (animate, infer-tiktok) -> config keys
+INFERENCE_FLAGS = {
+    "steps": "inference.steps", "guidance_scale": "inference.guidance_scale", "seed": "inference.seed",
+    "size": "inference.size", "frames_per_batch": "inference.frames_per_batch", "device": "device",
+}  # fmt: skip
+
+
 def flag_overrides(args: argparse.Namespace, mapping: dict[str, str]) -> list[str]:
     """`key=value` overrides for the flags that were given (`mapping`: argument name -> config key)."""
     return [f"{key}={getattr(args, attr)}" for attr, key in mapping.items() if getattr(args, attr) is not None]

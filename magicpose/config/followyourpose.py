@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from magicpose.config.magicpose import TrainerConfig
+from magicpose.config.magicpose import ComponentSources, TrainerConfig
 from magicpose.errors import UserError
 
 SYSTEM = "followyourpose"
@@ -32,14 +32,10 @@ class VideoOptions:
 
 
 @dataclass
-class FypModelSpec:
-    """Where the components come from (the `model:` section of a Follow-Your-Pose config)."""
+class FypModelSpec(ComponentSources):
+    """The `model:` section of a Follow-Your-Pose config."""
 
     components: str | None = "configs/models/fyp_tiny"
-    pretrained: str | None = None
-    paths: dict[str, str | None] = field(default_factory=dict)
-    seed: int = 0
-    dtype: str = "float32"
     video: VideoOptions = field(default_factory=VideoOptions)
     with_pose_adapter: bool = True
     # trained stage-2 parameters on top of the UNet: a `weights/step-N/unet/` folder of `magicpose fit` or its file

@@ -11,14 +11,22 @@ from typing import Any
 
 
 @dataclass
-class ModelSpec:
-    """Where the components come from (the `model:` section of a config)."""
+class ComponentSources:
+    """Where a system's components come from (see `magicpose.models.components`): `paths.<name>` (a local folder),
+    else `pretrained/<name>` (a saved pipeline folder), else random init from `components/<name>` with `seed`."""
 
-    components: str | None = "configs/models/tiny"
+    components: str | None = None
     pretrained: str | None = None
     paths: dict[str, str | None] = field(default_factory=dict)
     seed: int = 0
     dtype: str = "float32"
+
+
+@dataclass
+class ModelSpec(ComponentSources):
+    """The `model:` section of a MagicPose config."""
+
+    components: str | None = "configs/models/tiny"
     attention: str = "sdpa"
     with_controlnet: bool = True
     pixel_space: bool = False  # no VAE: the UNets denoise RGB pixels directly (the CPU toy world's choice)
