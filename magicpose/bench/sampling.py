@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from magicpose.config import ModelSpec
 from magicpose.errors import UserError
 from magicpose.models.attention import ReferenceBank
-from magicpose.models.components import random_component
+from magicpose.models.components import random_component, vae_scale_factor
 from magicpose.models.magicpose import GuidanceInputs, MagicPoseModel, guided_prediction
 from magicpose.paths import resolve_path
 
@@ -171,7 +171,7 @@ class MetaInputs:
 
 
 def _meta_inputs(model: MagicPoseModel, vae, size: int) -> MetaInputs:
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = vae_scale_factor(vae)
     if size % (8 * factor):
         raise UserError(f"--size {size} must be a multiple of {8 * factor}")
     config = model.unet.config

@@ -130,8 +130,10 @@ def build_pipeline(model: ModelSpec, device: torch.device, scheduler: str | None
 
 def size_multiple(pipe: Any) -> int:
     """Pixel sizes must survive the VAE and every UNet down-sampling."""
+    from magicpose.models.components import unet_scale_factor
+
     unet = getattr(pipe.unet, "unet", pipe.unet)  # Follow-Your-Pose's VideoUNet wraps a 2D UNet
-    return pipe.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1)
+    return pipe.vae_scale_factor * unet_scale_factor(unet)
 
 
 def check_size(size: int, multiple: int) -> None:

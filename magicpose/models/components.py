@@ -185,6 +185,11 @@ def vae_scale_factor(vae: Any) -> int:
     return 1 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
 
 
+def unet_scale_factor(unet: Any) -> int:
+    """How many times a UNet halves its input side (2 per down block but the last): latent sides must divide by it."""
+    return 2 ** (len(unet.config.block_out_channels) - 1)
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__

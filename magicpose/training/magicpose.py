@@ -26,7 +26,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 from magicpose.config import FitConfig
 from magicpose.data.tiktok import TikTokPairDataset, TikTokVideoDataset
 from magicpose.errors import UserError
-from magicpose.models.components import build_components, vae_scale_factor
+from magicpose.models.components import build_components, unet_scale_factor, vae_scale_factor
 from magicpose.models.magicpose import MagicPoseModel
 from magicpose.paths import resolve_path
 from magicpose.pipelines.magicpose import MagicPosePipeline
@@ -199,7 +199,7 @@ def freeze_unreached_parameters(model: MagicPoseModel, vae_scale_factor: int) ->
     one probe forward/backward at the smallest valid size, so it holds for any UNet layout.
     """
     unet = model.appearance_unet
-    side = 2 ** (len(unet.config.block_out_channels) - 1)
+    side = unet_scale_factor(unet)
     channels, dim = unet.config.in_channels, unet.config.cross_attention_dim
     device, dtype = unet.device, unet.dtype
     sample = torch.zeros(1, channels, side, side, device=device, dtype=dtype)
