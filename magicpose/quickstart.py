@@ -200,9 +200,9 @@ def generate(
 
 
 def animate_and_evaluate(out: Path, data: Path, pipeline_dir: Path, scale: Scale) -> tuple[dict, list[dict]]:
-    from magicpose.eval.toy import evaluate_toy, toy_background, toy_identities
     from magicpose.models.components import ModelSpec
     from magicpose.pipelines.magicpose import MagicPosePipeline
+    from magicpose.toy.metrics import evaluate_toy, toy_background, toy_identities
 
     pipe = MagicPosePipeline.from_spec(
         ModelSpec(components=None, pretrained=str(pipeline_dir), pixel_space=True)
@@ -276,7 +276,7 @@ def learning_check(metrics: dict, min_iou_gain: float, min_iou_gain_se: float, m
 
 
 def table(metrics: dict) -> str:
-    from magicpose.eval.toy import LOWER_IS_BETTER, METRICS
+    from magicpose.toy.metrics import LOWER_IS_BETTER, METRICS
 
     cols = [c for c in ("generated", "copy_reference", "wrong_reference") if c in metrics]
     lines = [f"{'metric':<22}" + "".join(f"{c:>17}" for c in cols)]
@@ -293,7 +293,7 @@ def table(metrics: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from magicpose.data.toy import generate_toy_dataset
+    from magicpose.toy import generate_toy_dataset
 
     scale = FAST if args.fast else FULL
     scale = Scale(

@@ -81,7 +81,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 def toy_background(identity: dict[str, Any], size: int) -> np.ndarray:
     """The `size` x `size` RGB background of a toy identity (an entry of `toy_world.json`), re-rendered."""
-    from magicpose.data.toy import Background, render_background
+    from magicpose.toy import Background, render_background
 
     bg = dict(identity["background"])
     bg["colour"], bg["colour2"] = tuple(bg["colour"]), tuple(bg["colour2"])
