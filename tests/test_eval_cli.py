@@ -23,7 +23,7 @@ INFER = ["--split", "test_set", "--max-frames", str(FRAMES), "--size", "32", "--
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A toy dataset (2 test videos), one infer-tiktok run on it, and random evaluation weights."""
-    from magicpose.data.toy import generate_toy_dataset
+    from magicpose.toy import generate_toy_dataset
 
     root = tmp_path_factory.mktemp("eval_e2e")
     generate_toy_dataset(root / "data", videos=1, test_videos=2, frames=FRAMES + 1, size=48, seed=0)

@@ -28,7 +28,7 @@ def face_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """Two toy test videos (two identities) of 2 frames at 128 px, with OpenPose keypoints (face landmarks)."""
-    from magicpose.data.toy import generate_toy_dataset
+    from magicpose.toy import generate_toy_dataset
 
     root = tmp_path_factory.mktemp("face_toy")
     generate_toy_dataset(root, videos=1, test_videos=2, frames=2, size=128, seed=0)

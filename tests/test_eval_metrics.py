@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from magicpose.errors import UserError
-from magicpose.eval import metrics, toy
+from magicpose.eval import metrics
 from magicpose.eval.frechet import frechet_distance, frechet_distance_features
 from magicpose.eval.protocol import clip_windows, pair_frames, scan_frames
+from magicpose.toy import metrics as toy
 
 
 def _frame(seed: int = 0, size: int = 32) -> np.ndarray:

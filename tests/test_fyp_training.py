@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 
 from magicpose.cli import main
 from magicpose.config import FypFitConfig, FypModelSpec, load_config
-from magicpose.data.toy import generate_toy_dataset
 from magicpose.data.video_caption import VideoCaptionDataset
 from magicpose.errors import UserError
 from magicpose.models.fyp_components import build_fyp_components
+from magicpose.toy import generate_toy_dataset
 from magicpose.training.followyourpose import FollowYourPoseTraining, make_fyp_loader
 
 from .conftest import REPO

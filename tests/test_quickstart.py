@@ -12,10 +12,19 @@ from .conftest import REPO
 
 def test_fast_quickstart_writes_every_output(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "QUICKSTART_FAST": "1"}
-    res = subprocess.run([sys.executable, "-m", "magicpose.quickstart", "--out", str(tmp_path / "qs")],
+    res = subprocess.run([sys.executable, "-m", "magicpose", "quickstart", "--out", str(tmp_path / "qs")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     for name in ("animation.mp4", "grid.mp4", "metrics.json"):
         assert (tmp_path / "qs" / name).is_file(), name
     metrics = json.loads((tmp_path / "qs" / "metrics.json").read_text())
     assert "mask_iou" in json.dumps(metrics)
+
+
+def test_quickstart_help_lists_the_flags():
+    res = subprocess.run([sys.executable, "-m", "magicpose", "quickstart", "--help"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for flag in ("--out", "--fast", "--no-check", "--min-iou-gain-se", "--max-colour-ratio", "--stage2-steps",
+                 "--guidance-scale", "--seed", "learning check"):
+        assert flag in res.stdout, flag

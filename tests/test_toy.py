@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from magicpose.commands.toy_data import add_parser
-from magicpose.data.toy import (
+from magicpose.errors import UserError
+from magicpose.pose.openpose import PoseFrame, read_keypoints_json, render_pose
+from magicpose.toy import (
     SPLITS,
     TREES,
     WORLD_FILE,
@@ -24,8 +26,6 @@ from magicpose.data.toy import (
     render_person,
     sample_identity,
 )
-from magicpose.errors import UserError
-from magicpose.pose.openpose import PoseFrame, read_keypoints_json, render_pose
 
 SIZE = 96
 

@@ -1,11 +1,11 @@
-"""Toy-world metrics (magicpose.eval.toy): identities, a closed-form PSNR, and the figure-mask extractor."""
+"""Toy-world metrics (magicpose.toy.metrics): identities, a closed-form PSNR, and the figure-mask extractor."""
 
 import math
 
 import numpy as np
 import pytest
 
-from magicpose.eval import toy as metrics
+from magicpose.toy import metrics
 
 
 def _frame(seed: int = 0, size: int = 32) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_otsu_threshold_splits_two_modes_and_the_band_keeps_ground_truth_exact()
 
 
 def test_figure_mask_on_ground_truth(tmp_path):
-    from magicpose.data.toy import generate_toy_dataset
+    from magicpose.toy import generate_toy_dataset
 
     generate_toy_dataset(tmp_path, videos=1, test_videos=2, frames=3, size=32, seed=0)
     from PIL import Image

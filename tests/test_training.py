@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from magicpose.cli import main
 from magicpose.config import FitConfig, load_config
-from magicpose.data.toy import generate_toy_dataset
+from magicpose.toy import generate_toy_dataset
 from magicpose.training.data import StepSampler
 from magicpose.training.magicpose import MagicPoseTraining, make_train_loader
 

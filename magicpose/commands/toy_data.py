@@ -1,11 +1,11 @@
-"""`magicpose toy-data`: write the procedural toy dance dataset (see `magicpose.data.toy`)."""
+"""`magicpose toy-data`: write the procedural toy dance dataset (see `magicpose.toy`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from magicpose.data.toy import MAX_SIZE, MIN_SIZE
+from magicpose.toy import MAX_SIZE, MIN_SIZE
 
 TOY_DESCRIPTION = """Write a procedural toy dance dataset in the TikTok layout: cartoon dancers (random
 skin, hair, clothes and background per video) performing smooth random dances, with OpenPose pose maps
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate, generate with a progress bar, print a one-line summary."""
     from tqdm import tqdm
 
-    from magicpose.data.toy import check_request, check_root, generate_toy_dataset
+    from magicpose.toy import check_request, check_root, generate_toy_dataset
 
     check_request(args.out, args.videos, args.test_videos, args.frames, args.size, args.seed)
     check_root(args.out, args.overwrite)  # refuse before the progress bar appears

@@ -1,7 +1,9 @@
-"""The CPU quickstart: toy data -> stage 1 -> stage 2 -> animate held-out dancers -> evaluate, in minutes.
+"""The CPU quickstart's run: toy data -> stage 1 -> stage 2 -> animate held-out dancers -> evaluate, in minutes.
 
-    bash scripts/quickstart.sh               # full run (about 10 minutes on 2 CPU cores), learning check on
-    QUICKSTART_FAST=1 bash scripts/quickstart.sh   # or --fast: the same path with few steps (CI), no check
+`run_quickstart(QuickstartOptions(...))` does it all and returns what it wrote to `OUT/metrics.json`. The command
+`magicpose quickstart` (`magicpose/commands/quickstart.py`, run by `bash scripts/quickstart.sh`) parses the flags,
+and its help text documents the run; it exits 1 when an enforced learning check fails. `Scale` says how much the
+run does: `FULL` (about 10 minutes on 2 CPU cores) or `FAST` (the same path with few steps, for CI).
 
 Writes `OUT/` (default `outputs/quickstart/`): `animation.mp4` (the generated held-out clips side by side),
 `grid.mp4` (one row per held-out video: reference | pose | generated | ground truth, 4x enlarged),
@@ -10,26 +12,23 @@ Writes `OUT/` (default `outputs/quickstart/`): `animation.mp4` (the generated he
 MagicPosePipeline for `magicpose animate`). A re-run replaces an earlier quickstart folder (one holding
 `.quickstart`); any other non-empty OUT is refused.
 
-The learning check (`--check`, on unless `--fast` or `--no-check`) fails the run (exit code 1) unless
+The learning check (`learning_check`) passes when
 * pose following: the per-frame gain in figure-mask IoU of the generated frames over the copy-the-reference
-  baseline is, on average, at least `--min-iou-gain` (default 0.05) and at least `--min-iou-gain-se` (default 3)
-  standard errors (a clear gain, not noise), and
+  baseline is, on average, at least `min_iou_gain` and at least `min_iou_gain_se` standard errors (a clear
+  gain, not noise), and
 * appearance from the reference: mean whole-frame colour distance (per-channel Wasserstein-1,
-  `magicpose.eval.toy.colour_distance`) to the ground truth of the frames generated from the right reference
-  <= `--max-colour-ratio` (default 0.8) x the same distance when the same poses are generated from another
-  held-out identity's reference.
+  `magicpose.toy.metrics.colour_distance`) to the ground truth of the frames generated from the right reference
+  is at most `max_colour_ratio` x the same distance when the same poses are generated from another held-out
+  identity's reference.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
-import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,60 +78,18 @@ FAST = Scale(
 )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="quickstart",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
-    p.add_argument("--out", type=Path, default=Path("outputs/quickstart"), help="output folder")
-    p.add_argument(
-        "--fast",
-        action="store_true",
-        default=os.environ.get("QUICKSTART_FAST", "") not in ("", "0"),
-        help="few steps and frames (CI smoke run, ~1-2 min); implies --no-check (env QUICKSTART_FAST=1)",
-    )
-    p.add_argument(
-        "--check", dest="check", action="store_true", default=None, help="enforce the learning check"
-    )
-    p.add_argument(
-        "--no-check", dest="check", action="store_false", help="report only, never fail on metrics"
-    )
-    p.add_argument(
-        "--min-iou-gain", type=float, default=0.05, help="mean generated IoU - copy-reference IoU, at least"
-    )
-    p.add_argument(
-        "--min-iou-gain-se",
-        type=float,
-        default=3.0,
-        help="... and at least this many standard errors of the per-frame gain (a clear, not a lucky, gain)",
-    )
-    p.add_argument(
-        "--max-colour-ratio",
-        type=float,
-        default=0.8,
-        help="colour distance right reference / wrong reference, at most",
-    )
-    for name in (
-        "stage1_steps",
-        "stage2_steps",
-        "batch_size",
-        "sampler_steps",
-        "threads",
-        "eval_videos",
-        "eval_frames",
-        "guidance_scale",
-    ):
-        kind = float if name == "guidance_scale" else int
-        p.add_argument("--" + name.replace("_", "-"), type=kind, help=f"override the preset's {name}")
-    p.add_argument(
-        "--seed", type=int, default=0, help="toy-world seed (training seeds come from the configs)"
-    )
-    args = p.parse_args(argv)
-    if args.check is None:
-        args.check = not args.fast
-    return args
+@dataclass
+class QuickstartOptions:
+    """One quickstart run; the defaults are `magicpose quickstart`'s without flags."""
+
+    out: Path = Path("outputs/quickstart")
+    scale: Scale = field(default_factory=Scale)  # FULL, FAST, or either with fields replaced
+    fast: bool = False  # recorded in metrics.json: the scale is the FAST preset's (`--fast`)
+    check: bool = True  # the learning check is enforced (recorded in metrics.json; see `check_passed`)
+    min_iou_gain: float = 0.05
+    min_iou_gain_se: float = 3.0
+    max_colour_ratio: float = 0.8
+    seed: int = 0  # toy-world seed (training seeds come from the configs)
 
 
 def prepare_out(out: Path) -> None:
@@ -142,6 +99,7 @@ def prepare_out(out: Path) -> None:
             raise UserError(f"{out}: exists and is not a quickstart output folder; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    # the marker's text since the run was `magicpose.quickstart`, kept: the output files stay the same
     (out / MARKER).write_text("written by magicpose.quickstart; a re-run replaces this folder\n")
 
 
@@ -200,9 +158,9 @@ def generate(
 
 
 def animate_and_evaluate(out: Path, data: Path, pipeline_dir: Path, scale: Scale) -> tuple[dict, list[dict]]:
-    from magicpose.eval.toy import evaluate_toy, toy_background, toy_identities
     from magicpose.models.components import ModelSpec
     from magicpose.pipelines.magicpose import MagicPosePipeline
+    from magicpose.toy.metrics import evaluate_toy, toy_background, toy_identities
 
     pipe = MagicPosePipeline.from_spec(
         ModelSpec(components=None, pretrained=str(pipeline_dir), pixel_space=True)
@@ -276,7 +234,7 @@ def learning_check(metrics: dict, min_iou_gain: float, min_iou_gain_se: float, m
 
 
 def table(metrics: dict) -> str:
-    from magicpose.eval.toy import LOWER_IS_BETTER, METRICS
+    from magicpose.toy.metrics import LOWER_IS_BETTER, METRICS
 
     cols = [c for c in ("generated", "copy_reference", "wrong_reference") if c in metrics]
     lines = [f"{'metric':<22}" + "".join(f"{c:>17}" for c in cols)]
@@ -290,18 +248,25 @@ def table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def check_passed(check: dict) -> bool:
+    """Whether both parts of a `learning_check` result passed."""
+    return all(part["passed"] for part in check.values())
+
+
+def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
+    """Run the whole quickstart (see the module docstring); return what it wrote to `OUT/metrics.json`.
+
+    Prints progress, the metric table and the learning check; whether an enforced check failed is for the
+    caller to act on (`options.check and not check_passed(record["check"])`).
+    """
     import torch
 
-    from magicpose.data.toy import generate_toy_dataset
+    from magicpose.toy import generate_toy_dataset
 
-    scale = FAST if args.fast else FULL
-    scale = Scale(
-        **{**asdict(scale), **{k: v for k, v in vars(args).items() if k in asdict(scale) and v is not None}}
-    )
+    scale = options.scale
     torch.set_num_threads(scale.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
-    out = args.out.resolve()
+    out = Path(options.out).resolve()
     prepare_out(out)
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -313,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
     data = out / "data"
     t = time.perf_counter()
-    generate_toy_dataset(data, scale.train_videos, scale.test_videos, scale.frames, scale.size, args.seed)
+    generate_toy_dataset(data, scale.train_videos, scale.test_videos, scale.frames, scale.size, options.seed)
     t = lap("toy data", t)
     common = [
         f"data.root={data}",
@@ -343,11 +308,11 @@ def run(args: argparse.Namespace) -> int:
     write_videos(out, videos)
     lap("videos", t)
     times["total"] = round(time.perf_counter() - start, 1)
-    check = learning_check(metrics, args.min_iou_gain, args.min_iou_gain_se, args.max_colour_ratio)
+    check = learning_check(metrics, options.min_iou_gain, options.min_iou_gain_se, options.max_colour_ratio)
     record = {
         "scale": asdict(scale),
-        "fast": args.fast,
-        "check_enforced": args.check,
+        "fast": options.fast,
+        "check_enforced": options.check,
         "seconds": times,
         "metrics": metrics,
         "check": check,
@@ -365,29 +330,11 @@ def run(args: argparse.Namespace) -> int:
         f"appearance: colour distance right/wrong reference {a['colour_ratio_right_over_wrong']:.3f} "
         f"(need <= {a['max']}): {'ok' if a['passed'] else 'FAILED'}"
     )
-    if not args.check:
+    if not options.check:
         print("(learning check not enforced: --fast or --no-check)")
     print(
         f"\n[quickstart] {times['total']:.0f} s in all; wrote {out}/animation.mp4, {out}/grid.mp4, "
         f"{out}/metrics.json"
     )
-    if args.check and not (p["passed"] and a["passed"]):
-        print(
-            "[quickstart] learning check FAILED (see the thresholds above; --no-check reports only)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return record
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

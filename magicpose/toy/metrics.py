@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from magicpose.eval import metrics as protocol_metrics
+from magicpose.toy.render import render_background
+from magicpose.toy.world import Background
 
 PSNR_CAP = protocol_metrics.PSNR_CAP  # dB: identical frames (infinite PSNR) count as this, so means stay finite
 # RGB distance (0-255 scale) from the background above which a pixel is figure: chosen per frame by Otsu's method
@@ -81,8 +83,6 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 def toy_background(identity: dict[str, Any], size: int) -> np.ndarray:
     """The `size` x `size` RGB background of a toy identity (an entry of `toy_world.json`), re-rendered."""
-    from magicpose.data.toy import Background, render_background
-
     bg = dict(identity["background"])
     bg["colour"], bg["colour2"] = tuple(bg["colour"]), tuple(bg["colour2"])
     return np.array(render_background(Background(**bg), size)[..., :3])
