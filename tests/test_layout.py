@@ -22,8 +22,10 @@ FLOORS = {
     "cli": 5, "commands": 5, "__main__": 5,
 }  # fmt: skip
 # Imports within a floor are arrows too; only these exist. Floor 1 shares `UserError` (errors.py imports nothing);
-# the model builders take config schemas; the toy quickstart trains through `training.fit`.
-SIDEWAYS = {("media", "errors"), ("device", "errors"), ("models", "config"), ("toy", "training")}
+# the model builders take config schemas; the toy quickstart trains through `training.fit`; `python -m magicpose`
+# is the CLI.
+SIDEWAYS = {("media", "errors"), ("device", "errors"), ("models", "config"), ("toy", "training"),
+            ("__main__", "cli")}
 # Third-party packages a room must not pull in: inference never loads Lightning.
 FORBIDDEN_PACKAGES = {"pipelines": ("pytorch_lightning", "lightning"), "models": ("pytorch_lightning", "lightning")}
 

@@ -12,8 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-# The quickstart's documentation, word for word as `python -m magicpose.quickstart --help` showed it before the run
-# moved to magicpose/toy/quickstart.py (so its `magicpose.eval.toy` is now `magicpose.toy.metrics`).
+# The quickstart's documentation (its --help description and epilog).
 EPILOG = """The CPU quickstart: toy data -> stage 1 -> stage 2 -> animate held-out dancers -> evaluate, in minutes.
 
     bash scripts/quickstart.sh               # full run (about 10 minutes on 2 CPU cores), learning check on
@@ -31,7 +30,7 @@ The learning check (`--check`, on unless `--fast` or `--no-check`) fails the run
   baseline is, on average, at least `--min-iou-gain` (default 0.05) and at least `--min-iou-gain-se` (default 3)
   standard errors (a clear gain, not noise), and
 * appearance from the reference: mean whole-frame colour distance (per-channel Wasserstein-1,
-  `magicpose.eval.toy.colour_distance`) to the ground truth of the frames generated from the right reference
+  `magicpose.toy.metrics.colour_distance`) to the ground truth of the frames generated from the right reference
   <= `--max-colour-ratio` (default 0.8) x the same distance when the same poses are generated from another
   held-out identity's reference.
 """
