@@ -150,3 +150,106 @@ def test_xformers_backend_is_refused_clearly_when_unavailable():
             build_components(tiny_spec(attention="xformers"))
     with pytest.raises(UserError, match="unknown backend"):
         build_components(tiny_spec(attention="flash"))
+
+
+# ------------------------------------------------------------------ diffusers' calling conventions
+
+
+def _latents(pipe, reference=None, poses=POSES[:1], **kwargs):
+    kwargs.setdefault("num_inference_steps", 2)
+    return pipe(reference, poses, generator=torch.Generator().manual_seed(0), output_type="latent", **kwargs).frames
+
+
+@pytest.mark.parametrize("mode", ["controlnet_important", "balance"])
+def test_prompt_embeds_give_exactly_the_frames_of_the_prompts(tiny_pipe, mode):
+    reference = random_image(1)
+    text, negative = tiny_pipe.encode_prompt("a person dancing"), tiny_pipe.encode_prompt("blurry")
+    # no negative: each mode's default unconditional text (the prompt itself / the empty prompt) follows the embeds
+    expected = _latents(tiny_pipe, reference, prompt="a person dancing", guidance_mode=mode)
+    assert torch.equal(_latents(tiny_pipe, reference, prompt_embeds=text, guidance_mode=mode), expected)
+    expected = _latents(tiny_pipe, reference, prompt="a person dancing", negative_prompt="blurry", guidance_mode=mode)
+    given = _latents(tiny_pipe, reference, prompt_embeds=text, negative_prompt_embeds=negative, guidance_mode=mode)
+    mixed = _latents(tiny_pipe, reference, prompt="a person dancing", negative_prompt_embeds=negative,
+                     guidance_mode=mode)
+    assert torch.equal(given, expected) and torch.equal(mixed, expected)
+    # and the embeddings are what the frames follow
+    other = _latents(tiny_pipe, reference, prompt_embeds=negative, negative_prompt_embeds=negative,
+                     guidance_mode=mode)
+    assert (other - expected).abs().max() > 1e-4
+
+
+def test_encode_prompt_needs_no_unet(tiny_pipe):
+    expected = tiny_pipe.encode_prompt("a person")
+    tiny_pipe.unet = None
+    assert torch.equal(tiny_pipe.encode_prompt("a person"), expected)
+    assert expected.dtype == tiny_pipe.text_encoder.dtype
+
+
+def test_reference_latents_give_exactly_the_frames_of_the_reference_image(tiny_pipe):
+    reference = random_image(1)
+    expected = _latents(tiny_pipe, reference, POSES[:2])
+    latents = tiny_pipe.encode_reference_image(reference, 64, 64)
+    given = tiny_pipe(
+        pose_images=POSES[:2], reference_latents=latents, num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0), output_type="latent",
+    ).frames
+    assert torch.equal(given, expected)
+
+
+def test_callback_runs_once_per_timestep_after_every_batch_with_all_frames(tiny_pipe):
+    reference, calls = random_image(1), []
+
+    def record(pipe, step_index, timestep, callback_kwargs):
+        calls.append((step_index, timestep, callback_kwargs))  # no copies: the pipeline must not overwrite them
+        return {}
+
+    names = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    frames = _latents(tiny_pipe, reference, POSES[:3], frames_per_batch=2, prompt="x", negative_prompt="y",
+                      callback_on_step_end=record, callback_on_step_end_tensor_inputs=names)
+    assert [i for i, _, _ in calls] == [0, 1] and tiny_pipe.num_timesteps == 2
+    assert torch.equal(torch.stack([t for _, t, _ in calls]), tiny_pipe.scheduler.timesteps)
+    assert all(sorted(kwargs) == sorted(names) for _, _, kwargs in calls)
+    assert calls[0][2]["latents"].shape == frames.shape  # all 3 frames, not a batch of 2
+    assert torch.equal(calls[-1][2]["latents"], frames)  # the last step's latents are the output
+    assert not torch.equal(calls[0][2]["latents"], calls[1][2]["latents"])  # each step's latents stay its own
+    assert torch.equal(calls[0][2]["prompt_embeds"], tiny_pipe.encode_prompt("x"))
+    assert torch.equal(calls[0][2]["negative_prompt_embeds"], tiny_pipe.encode_prompt("y"))
+    # a callback that changes nothing changes nothing
+    assert torch.equal(frames, _latents(tiny_pipe, reference, POSES[:3], frames_per_batch=2, prompt="x",
+                                        negative_prompt="y"))
+
+
+def test_latents_returned_by_the_callback_replace_the_pipelines(tiny_pipe):
+    reference = random_image(1)
+    plain = _latents(tiny_pipe, reference)
+    copied = _latents(tiny_pipe, reference, callback_on_step_end=lambda p, i, t, kw: {"latents": kw["latents"].clone()})
+    halved = _latents(tiny_pipe, reference,
+                      callback_on_step_end=lambda p, i, t, kw: {"latents": kw["latents"] * 0.5} if i == 0 else {})
+    assert torch.equal(copied, plain)
+    assert (halved - plain).abs().max() > 1e-2
+    final = torch.full_like(plain, 0.25)
+    last = _latents(tiny_pipe, reference,
+                    callback_on_step_end=lambda p, i, t, kw: {"latents": final} if i == p.num_timesteps - 1 else {})
+    assert torch.equal(last, final)
+
+
+def test_conflicting_or_unknown_inputs_are_refused(tiny_pipe):
+    reference = random_image(1)
+    text = tiny_pipe.encode_prompt("x")
+    latents = tiny_pipe.encode_reference_image(reference, 64, 64)
+    cases = [
+        (dict(prompt="x", prompt_embeds=text), "prompt or prompt_embeds"),
+        (dict(prompt="", prompt_embeds=text), "prompt or prompt_embeds"),
+        (dict(negative_prompt="y", negative_prompt_embeds=text), "negative_prompt or negative_prompt_embeds"),
+        (dict(prompt_embeds=text[0]), "b l d"),
+        (dict(prompt_embeds=text.expand(2, -1, -1)), "b l d"),
+        (dict(negative_prompt_embeds=text[:, :5]), "shape of the prompt's"),
+        (dict(reference_latents=latents), "reference_image or reference_latents"),
+        (dict(reference_image=None, reference_latents=latents[..., :4]), "reference_latents must be"),
+        (dict(callback_on_step_end=lambda *a: {}, callback_on_step_end_tensor_inputs=["latents", "noise_pred"]),
+         r"\['noise_pred'\]"),
+    ]
+    for kwargs, match in cases:
+        kwargs.setdefault("reference_image", reference)
+        with pytest.raises(ValueError, match=match):
+            tiny_pipe(pose_images=POSES[:1], num_inference_steps=1, **kwargs)

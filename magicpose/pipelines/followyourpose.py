@@ -11,17 +11,22 @@ frame) plus what it lacked:
   plain single pass.
 * `pose_scale` (the original: 1), `pose_on_uncond` (the original: true), `guidance_scale <= 1` without a CFG batch,
   pose sizes following `height`/`width` (the original forced 512).
+* diffusers' calling conventions: `prompt_embeds` / `negative_prompt_embeds` in place of prompts,
+  `callback_on_step_end` after each denoising step, `num_timesteps`; the guided step itself is public:
+  `guided_noise` (one window) and `predict_noise` (the windows blended), which `__call__` runs once per step.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin, T2IAdapter
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -33,6 +38,13 @@ from magicpose.models.components import vae_scale_factor
 from magicpose.models.fyp_components import build_fyp_components
 from magicpose.models.pose_adapter import pose_features
 from magicpose.models.video_unet import VideoUNet
+from magicpose.pipelines.conventions import (
+    StepEndCallback,
+    callback_tensor_inputs,
+    check_embedding_shapes,
+    check_prompt_inputs,
+    step_end,
+)
 
 
 @dataclass
@@ -66,6 +78,8 @@ def window_weights(length: int, overlap: int) -> torch.Tensor:
 class FollowYourPosePipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->pose_adapter->unet->vae"
     _optional_components = ["pose_adapter"]
+    # what `callback_on_step_end_tensor_inputs` may name; `prompt_embeds` / `negative_prompt_embeds` are `1 l d`
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
     def __init__(
         self,
@@ -89,12 +103,23 @@ class FollowYourPosePipeline(DiffusionPipeline):
         """Build from a model spec: local folders and/or seeded random init (see `build_fyp_components`)."""
         return cls(**build_fyp_components(spec))
 
+    @property
+    def num_timesteps(self) -> int | None:
+        """The number of denoising steps of the latest call (None before the first)."""
+        return getattr(self, "_num_timesteps", None)
+
+    @property
+    def _embedding_dtype(self) -> torch.dtype:
+        """The dtype prompt embeddings are given in: the UNet's, or the text encoder's in a pipeline without UNet."""
+        unet = getattr(self, "unet", None)
+        return (unet if unet is not None else self.text_encoder).dtype
+
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """`1 l d` CLIP embedding, padded to the tokenizer's max length (as SD)."""
+        """`1 l d` CLIP embedding, padded to the tokenizer's max length (as SD); what `prompt_embeds` takes."""
         ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self._execution_device))[0].to(self.unet.dtype)
+        return self.text_encoder(ids.to(self._execution_device))[0].to(self._embedding_dtype)
 
     def prepare_skeleton(self, skeleton, height: int, width: int) -> torch.Tensor:
         """`f 3 h w` pose maps in [0, 1] at pixel size (PIL images, or a tensor already in [0, 1])."""
@@ -111,7 +136,11 @@ class FollowYourPosePipeline(DiffusionPipeline):
         params = set(inspect.signature(self.scheduler.step).parameters)
         return {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
 
-    def _check(self, skeleton, num_frames, context_length, context_overlap) -> None:
+    def _check(self, skeleton, num_frames, context_length, context_overlap, prompt=None, negative_prompt=None,
+               prompt_embeds=None, negative_prompt_embeds=None) -> None:
+        check_prompt_inputs(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds)
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("pass prompt or prompt_embeds")
         if skeleton is not None and self.pose_adapter is None:
             raise ValueError("this pipeline has no pose adapter: pass skeleton=None and num_frames=")
         if skeleton is None and not num_frames:
@@ -119,10 +148,23 @@ class FollowYourPosePipeline(DiffusionPipeline):
         if context_length is not None:
             context_windows(max(context_length + 1, 2), context_length, context_overlap)  # validates the pair
 
+    def _prompt_embeddings(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, cfg: bool
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(text, uncond text) `1 l d`: given embeddings, else encoded prompts; uncond None without CFG."""
+        device, dtype = self._execution_device, self._embedding_dtype
+        text = self.encode_prompt(prompt) if prompt_embeds is None else prompt_embeds.to(device, dtype)
+        uncond = None
+        if negative_prompt_embeds is not None:
+            uncond = negative_prompt_embeds.to(device, dtype)
+        elif cfg:
+            uncond = self.encode_prompt(negative_prompt or "")
+        check_embedding_shapes(text, uncond)
+        return text, uncond
+
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str,
+        prompt: str | None = None,
         skeleton: list[PIL.Image.Image] | torch.Tensor | None = None,
         num_frames: int | None = None,
         height: int | None = None,
@@ -139,17 +181,40 @@ class FollowYourPosePipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        callback_on_step_end: StepEndCallback | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> FollowYourPoseOutput | tuple:
         """Generate one frame per skeleton frame (or `num_frames` frames without a skeleton).
 
         Args:
+            prompt: the text; this or `prompt_embeds` is required, not both.
             skeleton: pose maps (COCO-17/mmpose or OpenPose style on black) as PIL images or an `f 3 h w` tensor in
                 [0, 1]; None: text-to-video.
+            guidance_scale: text CFG scale; `<= 1` runs the conditional half only.
+            negative_prompt: the text of the unconditional half (default: the empty prompt). Not together with
+                `negative_prompt_embeds`.
             context_length / context_overlap: the sliding window (None: all frames at once).
             latents: initial noise `1 c f h/8 w/8` (default: i.i.d. normal per frame, as the original).
             output_type: `pil`, `np` or `latent`.
+            prompt_embeds: `b l d` text embeddings used in place of encoding `prompt` (b = 1: one prompt per
+                call), e.g. from `encode_prompt`; the same embeddings give exactly the prompt's frames.
+            negative_prompt_embeds: `b l d` embeddings of the unconditional half used in place of encoding
+                `negative_prompt` (same shape as the prompt's embeddings); ignored without CFG.
+            callback_on_step_end: called after each denoising step as
+                `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)`; `callback_kwargs` holds the
+                tensors named in `callback_on_step_end_tensor_inputs` (`latents`: `1 c f h w`). A dict it returns
+                may replace them (`latents` of the same shape) for the following steps and the output. A diffusers
+                `PipelineCallback` / `MultiPipelineCallbacks` names its own tensor inputs.
+            callback_on_step_end_tensor_inputs: names from `FollowYourPosePipeline._callback_tensor_inputs`
+                (`latents`, `prompt_embeds`, `negative_prompt_embeds`: None without CFG) passed to the callback.
         """
-        self._check(skeleton, num_frames, context_length, context_overlap)
+        callback_names = callback_tensor_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
+        )
+        self._check(skeleton, num_frames, context_length, context_overlap, prompt, negative_prompt, prompt_embeds,
+                    negative_prompt_embeds)
         device = self._execution_device
         default = self.unet.unet.config.sample_size * self.vae_scale_factor
         height, width = height or default, width or default
@@ -157,10 +222,9 @@ class FollowYourPosePipeline(DiffusionPipeline):
         num_frames = num_frames if poses is None else poses.shape[0]
         feats = None if poses is None else self.encode_skeleton(poses, pose_scale)
 
-        cfg = guidance_scale > 1.0
-        text = self.encode_prompt(prompt)
-        if cfg:
-            text = torch.cat([self.encode_prompt(negative_prompt or ""), text])
+        prompt_embeds, negative_prompt_embeds = self._prompt_embeddings(
+            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, cfg=guidance_scale > 1.0
+        )
         shape = (1, self.unet.unet.config.in_channels, num_frames, height // self.vae_scale_factor,
                  width // self.vae_scale_factor)
         if latents is None:
@@ -170,43 +234,111 @@ class FollowYourPosePipeline(DiffusionPipeline):
         latents = latents.to(device, self.unet.dtype) * self.scheduler.init_noise_sigma
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        windows = context_windows(num_frames, context_length, context_overlap)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        num_windows = len(context_windows(num_frames, context_length, context_overlap))
         step_kwargs = self._step_kwargs(generator, eta)
-        with self.progress_bar(total=len(self.scheduler.timesteps) * len(windows)) as progress:
-            for t in self.scheduler.timesteps:
-                eps = self._predict(latents, t, text, feats, windows, guidance_scale, pose_on_uncond,
-                                    context_overlap, progress)
+        with self.progress_bar(total=len(timesteps) * num_windows) as progress:
+            for i, t in enumerate(timesteps):
+                eps = self.predict_noise(latents, t, prompt_embeds, negative_prompt_embeds, feats, guidance_scale,
+                                         pose_on_uncond, context_length, context_overlap)
                 latents = self.scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
+                progress.update(num_windows)
+                latents, prompt_embeds, negative_prompt_embeds = step_end(
+                    self, callback_on_step_end, callback_names, i, t,
+                    latents=latents, prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds,
+                )
 
         frames = self._decode(latents, output_type)
         self.maybe_free_model_hooks()
         return FollowYourPoseOutput(frames=frames) if return_dict else (frames,)
 
-    def _predict(self, latents, t, text, feats, windows, guidance_scale, pose_on_uncond, overlap, progress):
-        """The guided noise prediction `1 c f h w` of the whole clip, window by window."""
+    @torch.no_grad()
+    def predict_noise(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor | int,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        pose_features: list[torch.Tensor] | None = None,
+        guidance_scale: float = 12.5,
+        pose_on_uncond: bool = True,
+        context_length: int | None = None,
+        context_overlap: int = 4,
+    ) -> torch.Tensor:
+        """The guided noise prediction `1 c f h w` of the whole clip at `timestep`: what `__call__` steps with.
+
+        With `context_length` shorter than the clip, `guided_noise` runs on each window of `context_windows` and the
+        windows' predictions are blended per frame with `window_weights` (in float64); otherwise it is one
+        `guided_noise` pass over all frames.
+
+        Args:
+            latents: `1 c f h w`, the current latents of every frame (`scheduler.scale_model_input` is applied
+                inside, as in `__call__`).
+            timestep: the current timestep (of `self.scheduler.timesteps`).
+            prompt_embeds / negative_prompt_embeds / pose_features / guidance_scale / pose_on_uncond: as in
+                `guided_noise`; `pose_features` covers all `f` frames.
+            context_length / context_overlap: the sliding window, as in `__call__`.
+        """
+        windows = context_windows(latents.shape[2], context_length, context_overlap)
         if len(windows) == 1:
-            progress.update()
-            return self._guided(latents, t, text, feats, guidance_scale, pose_on_uncond)
+            return self.guided_noise(latents, timestep, prompt_embeds, negative_prompt_embeds, pose_features,
+                                     guidance_scale, pose_on_uncond)
+        if guidance_scale > 1.0 and negative_prompt_embeds is None:
+            negative_prompt_embeds = self.encode_prompt("")
         total = torch.zeros_like(latents, dtype=torch.float64)
         weight = torch.zeros(latents.shape[2], dtype=torch.float64, device=latents.device)
         for window in windows:
             index = list(window)
-            w = window_weights(len(index), overlap).to(latents.device)
-            part = None if feats is None else [f[index] for f in feats]
-            eps = self._guided(latents[:, :, index], t, text, part, guidance_scale, pose_on_uncond)
+            w = window_weights(len(index), context_overlap).to(latents.device)
+            part = None if pose_features is None else [f[index] for f in pose_features]
+            eps = self.guided_noise(latents[:, :, index], timestep, prompt_embeds, negative_prompt_embeds, part,
+                                    guidance_scale, pose_on_uncond)
             total[:, :, index] += eps.double() * w.view(1, 1, -1, 1, 1)
             weight[index] += w
-            progress.update()
         return (total / weight.view(1, 1, -1, 1, 1)).to(latents.dtype)
 
-    def _guided(self, latents, t, text, feats, guidance_scale, pose_on_uncond):
+    @torch.no_grad()
+    def guided_noise(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor | int,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        pose_features: list[torch.Tensor] | None = None,
+        guidance_scale: float = 12.5,
+        pose_on_uncond: bool = True,
+    ) -> torch.Tensor:
+        """The text-CFG noise prediction `1 c f h w` for the frames of one window (or a whole clip) in one pass.
+
+        With `guidance_scale > 1`: one video-UNet pass on the batch (unconditional, conditional) and
+        `eps_u + guidance_scale * (eps_c - eps_u)`; otherwise the conditional pass alone.
+
+        Args:
+            latents: `1 c f h w`, the current latents of these frames (`scheduler.scale_model_input` is applied
+                inside).
+            timestep: the current timestep.
+            prompt_embeds: `1 l d`, e.g. `encode_prompt(prompt)`.
+            negative_prompt_embeds: `1 l d` of the unconditional half (default: the empty prompt's); unused without
+                CFG.
+            pose_features: the pose adapter's features of these `f` frames (`encode_skeleton`: `f c h w` per down
+                block), or None for text only.
+            guidance_scale: the text CFG scale.
+            pose_on_uncond: the pose features in the unconditional half too (the original), or zeros there.
+        """
         cfg = guidance_scale > 1.0
         sample = torch.cat([latents, latents]) if cfg else latents
-        sample = self.scheduler.scale_model_input(sample, t)
+        sample = self.scheduler.scale_model_input(sample, timestep)
+        text = prompt_embeds
+        if cfg:
+            if negative_prompt_embeds is None:
+                negative_prompt_embeds = self.encode_prompt("")
+            text = torch.cat([negative_prompt_embeds, prompt_embeds])
+        feats = pose_features
         if feats is not None and cfg:
             # batch (uncond, cond), frames folded `(b f)`: the uncond half gets the pose too unless asked otherwise
             feats = [torch.cat([f if pose_on_uncond else torch.zeros_like(f), f]) for f in feats]
-        eps = self.unet(sample, t, text, pose_features=feats)
+        eps = self.unet(sample, timestep, text, pose_features=feats)
         if not cfg:
             return eps
         uncond, cond = eps.chunk(2)
