@@ -18,6 +18,7 @@ from magicpose.commands.outputs import (
     flag_overrides,
     publish,
     run_record,
+    sampling_arguments,
     size_multiple,
 )
 
@@ -109,19 +110,7 @@ def run_animate(config: MagicPoseConfig, request: AnimateRequest) -> dict[str, A
     poses = [to_square(pose, inf.size, inf.resize_mode) for pose in poses]
 
     generator = torch.Generator(device=device).manual_seed(inf.seed)
-    frames = pipe(
-        reference,
-        poses,
-        prompt=inf.prompt,
-        negative_prompt=inf.negative_prompt,
-        num_inference_steps=inf.steps,
-        guidance_scale=inf.guidance_scale,
-        guidance_mode=inf.guidance_mode,
-        controlnet_conditioning_scale=inf.controlnet_conditioning_scale,
-        frames_per_batch=inf.frames_per_batch,
-        shared_noise=inf.shared_noise,
-        generator=generator,
-    ).frames
+    frames = pipe(reference, poses, generator=generator, **sampling_arguments(config)).frames
     inputs = {
         "reference": str(request.reference),
         "poses": str(request.poses),

@@ -41,6 +41,7 @@ from magicpose.commands.outputs import (
     build_pipeline,
     check_inference,
     flag_overrides,
+    sampling_arguments,
     size_multiple,
 )
 from magicpose.errors import UserError
@@ -270,15 +271,9 @@ def _run_video(pipe, config: Any, request: InferRequest, video: VideoIndex, miss
         images = pipe(
             frames[0],
             [poses[i] for i in chunk],
-            prompt=inf.prompt,
-            negative_prompt=inf.negative_prompt,
-            num_inference_steps=inf.steps,
-            guidance_scale=inf.guidance_scale,
-            guidance_mode=inf.guidance_mode,
-            controlnet_conditioning_scale=inf.controlnet_conditioning_scale,
-            frames_per_batch=inf.frames_per_batch,
             generator=torch.Generator().manual_seed(inf.seed),
-            latents=latents[chunk].to(device),
+            latents=latents[chunk].to(device),  # drawn per video: a frame's noise does not depend on the chunk
+            **sampling_arguments(config),
         ).frames
         for i, image in zip(chunk, images):
             _save_png(image, out / "pred" / name / f"{stems[i]}.png")

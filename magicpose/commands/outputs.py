@@ -128,6 +128,21 @@ def build_pipeline(model: ModelSpec, device: torch.device, scheduler: str | None
     return pipe
 
 
+def sampling_arguments(config: MagicPoseConfig) -> dict[str, Any]:
+    """The `MagicPosePipeline` arguments that a config's `inference:` section sets."""
+    inf = config.inference
+    return {
+        "prompt": inf.prompt,
+        "negative_prompt": inf.negative_prompt,
+        "num_inference_steps": inf.steps,
+        "guidance_scale": inf.guidance_scale,
+        "guidance_mode": inf.guidance_mode,
+        "controlnet_conditioning_scale": inf.controlnet_conditioning_scale,
+        "frames_per_batch": inf.frames_per_batch,
+        "shared_noise": inf.shared_noise,
+    }
+
+
 def size_multiple(pipe: Any) -> int:
     """Pixel sizes must survive the VAE and every UNet down-sampling."""
     from magicpose.models.components import unet_scale_factor

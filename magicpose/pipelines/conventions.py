@@ -19,6 +19,36 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, Any]], dict[str, Any]]
 
 
+class TextConditioned:
+    """What both pipelines share about text: CLIP prompt encoding (the same embeddings `prompt_embeds` takes), the
+    embeddings' dtype, and diffusers' `num_timesteps`. A mixin for `DiffusionPipeline`s with `text_encoder`,
+    `tokenizer` and (optionally) `unet`."""
+
+    @property
+    def num_timesteps(self) -> int | None:
+        """The number of denoising steps of the latest call (None before the first)."""
+        return getattr(self, "_num_timesteps", None)
+
+    @property
+    def _embedding_dtype(self) -> torch.dtype:
+        """The dtype prompt embeddings are given in: the UNet's, or the text encoder's in a pipeline without UNet."""
+        unet = getattr(self, "unet", None)
+        return (unet if unet is not None else self.text_encoder).dtype
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """`1 l d` CLIP embedding of one prompt (padded to the tokenizer's max length, as SD does): what
+        `prompt_embeds` / `negative_prompt_embeds` of `__call__` take in place of a prompt."""
+        ids = self.tokenizer(
+            prompt,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids.to(self._execution_device))[0].to(self._embedding_dtype)
+
+
 def check_prompt_inputs(
     prompt: str | None,
     negative_prompt: str | None,

@@ -40,6 +40,7 @@ from magicpose.models.pose_adapter import pose_features
 from magicpose.models.video_unet import VideoUNet
 from magicpose.pipelines.conventions import (
     StepEndCallback,
+    TextConditioned,
     callback_tensor_inputs,
     check_embedding_shapes,
     check_prompt_inputs,
@@ -75,7 +76,7 @@ def window_weights(length: int, overlap: int) -> torch.Tensor:
     return ramp.clamp(max=1.0)
 
 
-class FollowYourPosePipeline(DiffusionPipeline):
+class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->pose_adapter->unet->vae"
     _optional_components = ["pose_adapter"]
     # what `callback_on_step_end_tensor_inputs` may name; `prompt_embeds` / `negative_prompt_embeds` are `1 l d`
@@ -102,24 +103,6 @@ class FollowYourPosePipeline(DiffusionPipeline):
     def from_spec(cls, spec: FypModelSpec) -> FollowYourPosePipeline:
         """Build from a model spec: local folders and/or seeded random init (see `build_fyp_components`)."""
         return cls(**build_fyp_components(spec))
-
-    @property
-    def num_timesteps(self) -> int | None:
-        """The number of denoising steps of the latest call (None before the first)."""
-        return getattr(self, "_num_timesteps", None)
-
-    @property
-    def _embedding_dtype(self) -> torch.dtype:
-        """The dtype prompt embeddings are given in: the UNet's, or the text encoder's in a pipeline without UNet."""
-        unet = getattr(self, "unet", None)
-        return (unet if unet is not None else self.text_encoder).dtype
-
-    @torch.no_grad()
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """`1 l d` CLIP embedding, padded to the tokenizer's max length (as SD); what `prompt_embeds` takes."""
-        ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self._execution_device))[0].to(self._embedding_dtype)
 
     def prepare_skeleton(self, skeleton, height: int, width: int) -> torch.Tensor:
         """`f 3 h w` pose maps in [0, 1] at pixel size (PIL images, or a tensor already in [0, 1])."""

@@ -38,6 +38,7 @@ from magicpose.models.magicpose import (
 )
 from magicpose.pipelines.conventions import (
     StepEndCallback,
+    TextConditioned,
     callback_tensor_inputs,
     check_embedding_shapes,
     check_prompt_inputs,
@@ -52,7 +53,7 @@ class MagicPoseOutput(BaseOutput):
     frames: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class MagicPosePipeline(DiffusionPipeline):
+class MagicPosePipeline(TextConditioned, DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->appearance_unet->controlnet->unet->vae"
     _optional_components = ["controlnet", "vae"]
     # what `callback_on_step_end_tensor_inputs` may name; `prompt_embeds` / `negative_prompt_embeds` are `1 l d`
@@ -127,32 +128,6 @@ class MagicPosePipeline(DiffusionPipeline):
         if model is None or (model.unet, model.appearance_unet, model.controlnet) != parts:
             model = self._model = MagicPoseModel(*parts).prepare()
         return model
-
-    @property
-    def num_timesteps(self) -> int | None:
-        """The number of denoising steps of the latest call (None before the first)."""
-        return getattr(self, "_num_timesteps", None)
-
-    @property
-    def _embedding_dtype(self) -> torch.dtype:
-        """The dtype prompt embeddings are given in: the UNet's, or the text encoder's in a pipeline without UNet."""
-        unet = getattr(self, "unet", None)
-        return (unet if unet is not None else self.text_encoder).dtype
-
-    @torch.no_grad()
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """`1 l d` CLIP embedding of one prompt (padded to the tokenizer's max length, as SD does).
-
-        What `prompt_embeds` / `negative_prompt_embeds` of `__call__` take in place of a prompt.
-        """
-        ids = self.tokenizer(
-            prompt,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        return self.text_encoder(ids.to(self._execution_device))[0].to(self._embedding_dtype)
 
     @torch.no_grad()
     def encode_reference_image(self, image: PipelineImageInput, height: int, width: int) -> torch.Tensor:

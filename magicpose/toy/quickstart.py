@@ -5,21 +5,8 @@
 and its help text documents the run; it exits 1 when an enforced learning check fails. `Scale` says how much the
 run does: `FULL` (about 10 minutes on 2 CPU cores) or `FAST` (the same path with few steps, for CI).
 
-Writes `OUT/` (default `outputs/quickstart/`): `animation.mp4` (the generated held-out clips side by side),
-`grid.mp4` (one row per held-out video: reference | pose | generated | ground truth, 4x enlarged),
-`metrics.json` (scale, timings, metric means for the generated frames and both baselines, the check), plus
-`data/` (the toy dataset) and `runs/stage1`, `runs/stage2` (the training runs; `runs/stage2/pipeline` is a
-MagicPosePipeline for `magicpose animate`). A re-run replaces an earlier quickstart folder (one holding
-`.quickstart`); any other non-empty OUT is refused.
-
-The learning check (`learning_check`) passes when
-* pose following: the per-frame gain in figure-mask IoU of the generated frames over the copy-the-reference
-  baseline is, on average, at least `min_iou_gain` and at least `min_iou_gain_se` standard errors (a clear
-  gain, not noise), and
-* appearance from the reference: mean whole-frame colour distance (per-channel Wasserstein-1,
-  `magicpose.toy.metrics.colour_distance`) to the ground truth of the frames generated from the right reference
-  is at most `max_colour_ratio` x the same distance when the same poses are generated from another held-out
-  identity's reference.
+What it writes (`OUT/animation.mp4`, `grid.mp4`, `metrics.json`, `data/`, `runs/`) and what the learning check
+(`learning_check`) asks are documented once, in the command's help (`magicpose quickstart --help`).
 """
 
 from __future__ import annotations
