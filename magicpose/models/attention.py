@@ -22,11 +22,17 @@ without running the appearance UNet again, and R references with n = 1 is the us
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0, XFormersAttnProcessor
+from diffusers.models.attention_processor import (
+    Attention,
+    AttnProcessor2_0,
+    SlicedAttnProcessor,
+    XFormersAttnProcessor,
+)
 from einops import rearrange
 from torch import nn
 
@@ -65,23 +71,45 @@ class ReferenceBank:
         return name in self._states
 
 
-def _stock_processor(backend: AttentionBackend):
-    if backend == "sdpa":
+@dataclass(frozen=True)
+class AttentionSettings:
+    """How one layer attends: `backend` (`sdpa`: PyTorch's scaled-dot-product attention; `xformers`, CUDA only) and
+    `slice_size` (attention computed `slice_size` heads x items at a time to save memory, as diffusers' attention
+    slicing; None: all at once)."""
+
+    backend: AttentionBackend = "sdpa"
+    slice_size: int | None = None
+
+
+def _stock_processor(settings: AttentionSettings):
+    if settings.slice_size:
+        return SlicedAttnProcessor(settings.slice_size)
+    if settings.backend == "sdpa":
         return AttnProcessor2_0()
-    if backend == "xformers":
+    if settings.backend == "xformers":
         return XFormersAttnProcessor()
-    raise ValueError(f"unknown attention backend {backend!r} (choose 'sdpa' or 'xformers')")
+    raise ValueError(f"unknown attention backend {settings.backend!r} (choose 'sdpa' or 'xformers')")
 
 
-def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, backend: AttentionBackend) -> torch.Tensor:
-    """Multi-head attention on `(b, heads, tokens, d)` tensors."""
+def _attend(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, backend: AttentionBackend, slice_size: int | None
+) -> torch.Tensor:
+    """Multi-head attention on `(b, heads, tokens, d)` tensors, `slice_size` (batch x head) rows at a time."""
     if backend == "xformers":
         import xformers.ops  # optional dependency, CUDA only
 
         q, k, v = (rearrange(t, "b h n d -> b n h d").contiguous() for t in (query, key, value))
         out = xformers.ops.memory_efficient_attention(q, k, v)
         return rearrange(out, "b n h d -> b h n d")
-    return F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+    if not slice_size:
+        return F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+    b, h = query.shape[:2]
+    q, k, v = (rearrange(t, "b h n d -> (b h) 1 n d") for t in (query, key, value))
+    out = torch.cat([
+        F.scaled_dot_product_attention(q[i : i + slice_size], k[i : i + slice_size], v[i : i + slice_size])
+        for i in range(0, b * h, slice_size)
+    ])  # fmt: skip
+    return rearrange(out, "(b h) 1 n d -> b h n d", b=b)
 
 
 class BankAwareProcessor:
@@ -92,9 +120,13 @@ class BankAwareProcessor:
     diffusers warning about an unexpected argument in every other layer.
     """
 
-    def __init__(self, backend: AttentionBackend = "sdpa") -> None:
-        self.backend = backend
-        self.stock = _stock_processor(backend)
+    def __init__(self, backend: AttentionBackend = "sdpa", slice_size: int | None = None) -> None:
+        self.settings = AttentionSettings(backend, slice_size)
+        self.stock = _stock_processor(self.settings)
+
+    @property
+    def backend(self) -> AttentionBackend:
+        return self.settings.backend
 
     def __call__(
         self,
@@ -111,8 +143,8 @@ class BankAwareProcessor:
 class ReferenceWriteProcessor(BankAwareProcessor):
     """On the appearance UNet's `attn1`: record the incoming (already `norm1`-ed) states, then attend as usual."""
 
-    def __init__(self, name: str, backend: AttentionBackend = "sdpa") -> None:
-        super().__init__(backend)
+    def __init__(self, name: str, backend: AttentionBackend = "sdpa", slice_size: int | None = None) -> None:
+        super().__init__(backend, slice_size)
         self.name = name
 
     def __call__(
@@ -135,8 +167,8 @@ class ReferenceReadProcessor(BankAwareProcessor):
     Without a bank (or without an entry for this layer) it is exactly the stock processor.
     """
 
-    def __init__(self, name: str, backend: AttentionBackend = "sdpa") -> None:
-        super().__init__(backend)
+    def __init__(self, name: str, backend: AttentionBackend = "sdpa", slice_size: int | None = None) -> None:
+        super().__init__(backend, slice_size)
         self.name = name
 
     def __call__(
@@ -165,7 +197,7 @@ class ReferenceReadProcessor(BankAwareProcessor):
         # item; it saves (repeats - 1) projections of the reference tokens.
         key = torch.cat([attn.to_k(h), attn.to_k(reference).repeat(repeats, 1, 1)], dim=1)
         value = torch.cat([attn.to_v(h), attn.to_v(reference).repeat(repeats, 1, 1)], dim=1)
-        return attend_and_project(attn, h, attn.to_q(h), key, value, self.backend)
+        return attend_and_project(attn, h, attn.to_q(h), key, value, self.settings)
 
 
 def attend_and_project(
@@ -174,19 +206,20 @@ def attend_and_project(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    backend: AttentionBackend = "sdpa",
+    settings: AttentionSettings = AttentionSettings(),
 ) -> torch.Tensor:
     """The stock processor's second half, for projected `b n (h d)` queries and `b m (h d)` keys/values.
 
-    Splits heads, applies the layer's q/k norms, attends, merges heads, runs `to_out`, adds the residual and
-    rescales, as diffusers' `AttnProcessor2_0` does. Our processors differ only in which keys/values they build.
+    Splits heads, applies the layer's q/k norms, attends (with `settings`' backend and slicing), merges heads, runs
+    `to_out`, adds the residual and rescales, as diffusers' `AttnProcessor2_0` does. Our processors differ only in
+    which keys/values they build.
     """
     query, key, value = (rearrange(t, "b n (h d) -> b h n d", h=attn.heads) for t in (query, key, value))
     if attn.norm_q is not None:
         query = attn.norm_q(query)
     if attn.norm_k is not None:
         key = attn.norm_k(key)
-    out = _attend(query, key, value, backend)
+    out = _attend(query, key, value, settings.backend, settings.slice_size)
     out = rearrange(out, "b h n d -> b n (h d)").to(query.dtype)
     out = attn.to_out[1](attn.to_out[0](out))
     if attn.residual_connection:
@@ -199,34 +232,51 @@ def self_attention_names(unet: nn.Module) -> list[str]:
     return [name for name, module in unet.named_modules() if isinstance(module, Attention) and name.endswith("attn1")]
 
 
-def _set_processors(unet: nn.Module, make_attn1_processor, backend: AttentionBackend) -> None:
+ROLES = {"reader": ReferenceReadProcessor, "writer": ReferenceWriteProcessor, "plain": BankAwareProcessor}
+
+
+def layer_settings(processor: object) -> AttentionSettings:
+    """The settings a processor runs with: ours carry them; diffusers' stock ones are read off their type
+    (`SlicedAttnProcessor`: its slice size; `XFormersAttnProcessor`: xformers; anything else: SDPA)."""
+    if isinstance(processor, BankAwareProcessor):
+        return processor.settings
+    if isinstance(processor, SlicedAttnProcessor):
+        return AttentionSettings("sdpa", processor.slice_size)
+    if isinstance(processor, XFormersAttnProcessor):
+        return AttentionSettings("xformers")
+    return AttentionSettings()
+
+
+def install_processors(
+    model: nn.Module, role: str, backend: AttentionBackend | None = None
+) -> None:
+    """Our processors for `role` on every layer of `model`: `reader` (main UNet: `attn1` attends to the bank too),
+    `writer` (appearance UNet: `attn1` records into the bank) or `plain` (e.g. the pose ControlNet).
+
+    Each layer keeps the settings it runs with now (a stock processor's are read off it, see `layer_settings`), so
+    what a diffusers method such as `enable_attention_slicing` chose is kept; `backend` replaces the backend.
+    """
+    attn1 = ROLES[role]
     processors = {}
-    for name in unet.attn_processors:  # keys look like "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor"
+    for name, current in model.attn_processors.items():  # "down_blocks.0...transformer_blocks.0.attn1.processor"
+        settings = layer_settings(current)
+        settings = AttentionSettings(backend or settings.backend, settings.slice_size)
         module_name = name.removesuffix(".processor")
-        if module_name.endswith("attn1") and make_attn1_processor is not None:
-            processors[name] = make_attn1_processor(module_name, backend)
+        if module_name.endswith("attn1") and attn1 is not BankAwareProcessor:
+            processors[name] = attn1(module_name, settings.backend, settings.slice_size)
         else:
-            processors[name] = BankAwareProcessor(backend)
-    unet.set_attn_processor(processors)
+            processors[name] = BankAwareProcessor(settings.backend, settings.slice_size)
+    model.set_attn_processor(processors)
 
 
 def install_reference_writer(unet: nn.Module, backend: AttentionBackend = "sdpa") -> None:
     """Make `unet` the appearance UNet: its `attn1` layers record their inputs into the bank it is given."""
-    _set_processors(unet, ReferenceWriteProcessor, backend)
+    install_processors(unet, "writer", backend)
 
 
 def install_reference_reader(unet: nn.Module, backend: AttentionBackend = "sdpa") -> None:
     """Make `unet` the main UNet: its `attn1` layers also attend to the reference tokens of the bank it is given."""
-    _set_processors(unet, ReferenceReadProcessor, backend)
-
-
-def install_plain_attention(model: nn.Module, backend: AttentionBackend = "sdpa") -> None:
-    """Stock attention everywhere (e.g. the pose ControlNet), still tolerant of a bank in the kwargs."""
-    _set_processors(model, None, backend)
-
-
-ROLES = {"reader": ReferenceReadProcessor, "writer": ReferenceWriteProcessor, "plain": BankAwareProcessor}
-_INSTALL = {"reader": install_reference_reader, "writer": install_reference_writer, "plain": install_plain_attention}
+    install_processors(unet, "reader", backend)
 
 
 def installed_backend(model: nn.Module, role: str) -> AttentionBackend | None:
@@ -249,11 +299,11 @@ def installed_backend(model: nn.Module, role: str) -> AttentionBackend | None:
 def ensure_processors(model: nn.Module, role: str, backend: AttentionBackend | None = None) -> AttentionBackend:
     """Install the processors of `role` on `model` unless they are there already with this backend.
 
-    `backend=None` keeps whatever backend is installed (SDPA where nothing of ours is), so wiring a model that was
-    configured elsewhere (e.g. a training run's UNets with xformers) never resets it. Returns the backend in use.
+    `backend=None` keeps whatever is installed (ours, or what a stock processor implies: SDPA by default), so wiring
+    a model that was configured elsewhere (e.g. a training run's UNets with xformers) never resets it. Returns the
+    backend in use.
     """
     current = installed_backend(model, role)
-    wanted = backend or current or "sdpa"
-    if current != wanted:
-        _INSTALL[role](model, wanted)
-    return wanted
+    if current is None or (backend is not None and backend != current):
+        install_processors(model, role, backend)
+    return installed_backend(model, role)

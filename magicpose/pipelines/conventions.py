@@ -1,7 +1,13 @@
 """diffusers' calling conventions shared by the pipelines: prompt / embedding arguments and step-end callbacks.
 
+* batches: a call makes `batch x num_videos_per_prompt` videos, laid out `(b n)` as diffusers does; `batch` is the
+  length of whatever batched input is longer than one (prompts, references, ...; the others broadcast), and a list
+  of generators holds one generator per video.
 * `prompt_embeds` / `negative_prompt_embeds` replace encoding `prompt` / `negative_prompt`; giving a prompt and its
-  embeddings together is an error, as in diffusers. Embeddings are `b l d` (b = 1 today: one prompt per call).
+  embeddings together is an error, as in diffusers. Embeddings are `b l d`, one row per prompt.
+* `.frames` is a batch of videos for every `output_type`: `np` `b f h w 3`, `pt` `b f 3 h w` (both in [0, 1]),
+  `pil` a list of b lists of f images (diffusers' `VideoProcessor.postprocess_video`), so
+  `export_to_video(pipe(...).frames[0], "out.mp4")` works.
 * `callback_on_step_end(pipe, step_index, timestep, callback_kwargs) -> dict` runs after each denoising step with
   the tensors named in `callback_on_step_end_tensor_inputs` (checked against the pipeline's
   `_callback_tensor_inputs`); what it returns replaces those tensors. diffusers' `PipelineCallback` and
@@ -13,8 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+import PIL.Image
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.video_processor import VideoProcessor
 
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, Any]], dict[str, Any]]
 
@@ -36,9 +45,10 @@ class TextConditioned:
         return (unet if unet is not None else self.text_encoder).dtype
 
     @torch.no_grad()
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """`1 l d` CLIP embedding of one prompt (padded to the tokenizer's max length, as SD does): what
-        `prompt_embeds` / `negative_prompt_embeds` of `__call__` take in place of a prompt."""
+    def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
+        """`b l d` CLIP embeddings of a prompt (b = 1) or a list of b prompts, padded to the tokenizer's max length
+        as SD does: what `prompt_embeds` / `negative_prompt_embeds` of `__call__` take in place of prompts. Needs only
+        the text encoder and the tokenizer."""
         ids = self.tokenizer(
             prompt,
             padding="max_length",
@@ -50,19 +60,61 @@ class TextConditioned:
 
 
 def check_prompt_inputs(
-    prompt: str | None,
-    negative_prompt: str | None,
+    prompt: str | list[str] | None,
+    negative_prompt: str | list[str] | None,
     prompt_embeds: torch.Tensor | None,
     negative_prompt_embeds: torch.Tensor | None,
 ) -> None:
-    """A prompt or its embeddings and a negative prompt or its embeddings, never both; embeddings `1 l d`."""
+    """A prompt or its embeddings and a negative prompt or its embeddings, never both; embeddings `b l d`."""
     if prompt is not None and prompt_embeds is not None:
         raise ValueError("pass prompt or prompt_embeds, not both")
     if negative_prompt is not None and negative_prompt_embeds is not None:
         raise ValueError("pass negative_prompt or negative_prompt_embeds, not both")
     for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
-        if embeds is not None and (embeds.ndim != 3 or embeds.shape[0] != 1):
-            raise ValueError(f"{name} must be `b l d` with b = 1 (one prompt per call), got {tuple(embeds.shape)}")
+        if embeds is not None and embeds.ndim != 3:
+            raise ValueError(f"{name} must be `b l d` (one row per prompt), got {tuple(embeds.shape)}")
+    for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        if value is not None and not isinstance(value, str) and not (
+            isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value)
+        ):
+            raise ValueError(f"{name} must be a string or a non-empty list of strings, got {type(value).__name__}")
+
+
+def count(prompt: str | list[str] | None, embeds: torch.Tensor | None = None) -> int:
+    """How many prompts: a list's length, the embeddings' rows, else 1."""
+    if embeds is not None:
+        return embeds.shape[0]
+    return len(prompt) if isinstance(prompt, (list, tuple)) else 1
+
+
+def batch_size(**counts: int) -> int:
+    """The batch of a call: every batched input has 1 item (it broadcasts) or the same number B > 1."""
+    sizes = {n for n in counts.values() if n != 1}
+    if len(sizes) > 1:
+        given = ", ".join(f"{name}: {n}" for name, n in counts.items())
+        raise ValueError(f"batched inputs must have the same length or length 1, got {given}")
+    return sizes.pop() if sizes else 1
+
+
+def per_video(items: torch.Tensor, batch: int, num_per_item: int) -> torch.Tensor:
+    """`n ...` (n = 1 or `batch`) -> `(batch num_per_item) ...`: broadcast, then each item repeated for its videos."""
+    if items.shape[0] == 1 and batch > 1:
+        items = items.expand(batch, *items.shape[1:])
+    return items.repeat_interleave(num_per_item, dim=0)
+
+
+def check_generators(generator: torch.Generator | list[torch.Generator] | None, videos: int) -> None:
+    if isinstance(generator, list) and len(generator) != videos:
+        raise ValueError(f"a list of generators needs one per video: {videos} videos "
+                         f"(batch x num_videos_per_prompt), got {len(generator)} generators")
+
+
+def postprocess_videos(processor: VideoProcessor, pixels: torch.Tensor, output_type: str
+                       ) -> list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor:
+    """`b f 3 h w` decoded frames in [-1, 1] -> the batch of videos `.frames` holds (see the module docstring)."""
+    if output_type not in ("pil", "np", "pt"):
+        raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}")
+    return processor.postprocess_video(pixels.transpose(1, 2), output_type=output_type)
 
 
 def check_embedding_shapes(prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None) -> None:
