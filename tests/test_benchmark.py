@@ -182,7 +182,7 @@ def test_same_frames_for_a_full_run(tiny):
         frames_per_batch=3,
         latents=noise,
         output_type="np",
-    ).frames
+    ).frames[0]
     original = original_sample(tiny, reference_image, pose_images, "", 3, GUIDANCE_SCALE, noise, size)
     assert ours.shape == original.shape == (3, size, size, 3)
     assert np.abs(ours - original).max() <= 1e-5

@@ -20,8 +20,11 @@ POSES = [stick_pose(i) for i in range(4)]
 
 
 def _run(pipe, reference=None, poses=POSES, seed=0, **kwargs):
+    """The frames (`f h w 3`) of the one video a single-reference call makes."""
     kwargs.setdefault("num_inference_steps", 3)
-    return pipe(reference, poses, generator=torch.Generator().manual_seed(seed), output_type="np", **kwargs).frames
+    out = pipe(reference, poses, generator=torch.Generator().manual_seed(seed), output_type="np", **kwargs).frames
+    assert out.shape[0] == 1  # a batch of one video
+    return out[0]
 
 
 def test_appearance_branch_off_in_balance_mode_equals_diffusers_controlnet_pipeline(tiny_pipe):
@@ -42,7 +45,7 @@ def test_appearance_branch_off_in_balance_mode_equals_diffusers_controlnet_pipel
             None, [POSES[0]], prompt=prompt, negative_prompt=negative, num_inference_steps=steps,
             guidance_scale=scale, guidance_mode="balance", generator=torch.Generator().manual_seed(3),
             output_type="np",
-        ).frames
+        ).frames[0]
         assert ours.shape == expected.shape
         assert np.abs(ours - expected).max() <= 1e-5
 
@@ -88,7 +91,7 @@ def test_guidance_scale_one_works(tiny_pipe, mode):
 
 def test_pil_output_and_progress(tiny_pipe):
     frames = tiny_pipe(random_image(1), POSES[:2], num_inference_steps=2, output_type="pil").frames
-    assert len(frames) == 2 and frames[0].size == (64, 64)
+    assert len(frames) == 1 and len(frames[0]) == 2 and frames[0][0].size == (64, 64)
 
 
 def test_save_pretrained_from_pretrained_round_trip(tiny_pipe, tmp_path):
@@ -242,7 +245,8 @@ def test_conflicting_or_unknown_inputs_are_refused(tiny_pipe):
         (dict(prompt="", prompt_embeds=text), "prompt or prompt_embeds"),
         (dict(negative_prompt="y", negative_prompt_embeds=text), "negative_prompt or negative_prompt_embeds"),
         (dict(prompt_embeds=text[0]), "b l d"),
-        (dict(prompt_embeds=text.expand(2, -1, -1)), "b l d"),
+        (dict(prompt_embeds=text.expand(2, -1, -1), reference_latents=latents.expand(3, -1, -1, -1),
+              reference_image=None), "same length or length 1"),
         (dict(negative_prompt_embeds=text[:, :5]), "shape of the prompt's"),
         (dict(reference_latents=latents), "reference_image or reference_latents"),
         (dict(reference_image=None, reference_latents=latents[..., :4]), "reference_latents must be"),

@@ -481,7 +481,7 @@ def _wallclock(components: str | Path, frames: int, steps: int) -> WallClock:
             frames_per_batch=frames,
             latents=noise,
             output_type="np",
-        ).frames
+        ).frames[0]
 
     def run_original(n_frames: int, n_steps: int) -> np.ndarray:
         return original_sample(

@@ -110,7 +110,7 @@ def run_animate(config: MagicPoseConfig, request: AnimateRequest) -> dict[str, A
     poses = [to_square(pose, inf.size, inf.resize_mode) for pose in poses]
 
     generator = torch.Generator(device=device).manual_seed(inf.seed)
-    frames = pipe(reference, poses, generator=generator, **sampling_arguments(config)).frames
+    frames = pipe(reference, poses, generator=generator, **sampling_arguments(config)).frames[0]  # the one video
     inputs = {
         "reference": str(request.reference),
         "poses": str(request.poses),

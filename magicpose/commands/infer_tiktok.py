@@ -274,7 +274,7 @@ def _run_video(pipe, config: Any, request: InferRequest, video: VideoIndex, miss
             generator=torch.Generator().manual_seed(inf.seed),
             latents=latents[chunk].to(device),  # drawn per video: a frame's noise does not depend on the chunk
             **sampling_arguments(config),
-        ).frames
+        ).frames[0]
         for i, image in zip(chunk, images):
             _save_png(image, out / "pred" / name / f"{stems[i]}.png")
         bar.update(len(chunk))

@@ -56,6 +56,12 @@ class ReferenceBank:
         self.reads += 1
         return self._states.get(name)
 
+    def select(self, index: int) -> ReferenceBank:
+        """A bank of reference `index` alone (views of these states): what serves that reference's videos."""
+        bank = ReferenceBank()
+        bank._states = {name: states[index : index + 1] for name, states in self._states.items()}
+        return bank
+
     @property
     def num_references(self) -> int:
         first = next(iter(self._states.values()), None)

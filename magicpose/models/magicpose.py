@@ -8,7 +8,7 @@ Shapes (einops notation): latents `b c h w`, text embeddings `b l d`, pose maps 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
@@ -72,12 +72,17 @@ class MagicPoseModel(nn.Module):
         return self
 
     def encode_reference(
-        self, reference_latents: torch.Tensor, timestep: torch.Tensor | int, encoder_hidden_states: torch.Tensor
+        self,
+        reference_latents: torch.Tensor,
+        timestep: torch.Tensor | int,
+        encoder_hidden_states: torch.Tensor,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> ReferenceBank:
         """Run the appearance UNet once on `r c h w` reference latents; return its recorded `attn1` inputs.
 
         The original feeds the clean reference latent at the target's timestep; the caller chooses what to pass.
-        The appearance UNet's own output (its `conv_out`) is not used.
+        The appearance UNet's own output (its `conv_out`) is not used. `cross_attention_kwargs` go to its attention
+        processors next to the bank (as diffusers passes them to a UNet's).
         """
         bank = ReferenceBank()
         n_refs = reference_latents.shape[0]
@@ -85,7 +90,7 @@ class MagicPoseModel(nn.Module):
             reference_latents,
             _per_item(timestep, n_refs, reference_latents.device),
             encoder_hidden_states=_first(encoder_hidden_states, n_refs),
-            cross_attention_kwargs={BANK_KWARG: bank},
+            cross_attention_kwargs={**(cross_attention_kwargs or {}), BANK_KWARG: bank},
             return_dict=False,
         )
         if not len(bank):
@@ -122,18 +127,22 @@ class MagicPoseModel(nn.Module):
         encoder_hidden_states: torch.Tensor,
         reference_bank: ReferenceBank | None = None,
         residuals: PoseResiduals | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """One main-UNet pass. Without bank and residuals this is the plain, frozen SD UNet."""
         down, mid = residuals if residuals is not None else (None, None)
         encoder_hidden_states = _first(encoder_hidden_states, sample.shape[0])  # a batch-1 prompt broadcasts
         reads = None if reference_bank is None else reference_bank.reads
+        kwargs = dict(cross_attention_kwargs or {})
+        if reference_bank is not None:
+            kwargs[BANK_KWARG] = reference_bank
         out = self.unet(
             sample,
             timestep,
             encoder_hidden_states=encoder_hidden_states,
             down_block_additional_residuals=down,
             mid_block_additional_residual=mid,
-            cross_attention_kwargs=None if reference_bank is None else {BANK_KWARG: reference_bank},
+            cross_attention_kwargs=kwargs or None,
             return_dict=False,
         )[0]
         if reads is not None and reference_bank.reads == reads:
@@ -180,6 +189,7 @@ class GuidanceInputs:
     uncond_text: torch.Tensor
     pose_images: torch.Tensor | None
     reference_bank: ReferenceBank | None
+    cross_attention_kwargs: dict[str, Any] | None = None  # the user's, for the main UNet's attention processors
 
 
 def guided_prediction(
@@ -214,7 +224,8 @@ def guided_prediction(
     eps_c = _conditional(model, latents, timestep, text, inputs.pose_images, inputs, conditioning_scale)
     if not use_cfg:
         return eps_c
-    eps_u = model.denoise(latents, timestep, inputs.uncond_text.expand(frames, -1, -1))
+    eps_u = model.denoise(latents, timestep, inputs.uncond_text.expand(frames, -1, -1),
+                          cross_attention_kwargs=inputs.cross_attention_kwargs)
     return eps_u + guidance_scale * (eps_c - eps_u)
 
 
@@ -222,7 +233,7 @@ def _conditional(model, sample, timestep, text, pose, inputs: GuidanceInputs, co
     residuals = None
     if pose is not None:
         residuals = model.pose_residuals(sample, timestep, text, pose, conditioning_scale)
-    return model.denoise(sample, timestep, text, inputs.reference_bank, residuals)
+    return model.denoise(sample, timestep, text, inputs.reference_bank, residuals, inputs.cross_attention_kwargs)
 
 
 def _per_item(timestep: torch.Tensor | int, batch: int, device: torch.device) -> torch.Tensor:

@@ -1,12 +1,17 @@
-"""MagicPosePipeline: animate a reference image with a sequence of pose maps (inference only).
+"""MagicPosePipeline: animate reference images with sequences of pose maps (inference only).
 
-Per denoising step the appearance UNet runs once on the reference; its bank serves every frame and both guidance
-halves. Frames are denoised in batches of `frames_per_batch`; each batch keeps its own copy of the scheduler so that
-multistep schedulers see one consistent sample history.
+Per denoising step the appearance UNet runs once on the references (one batched pass); each reference's bank
+serves every frame of its videos and both guidance halves. Frames are denoised in batches of `frames_per_batch`;
+each (video, batch of frames) keeps its own copy of the scheduler so that multistep schedulers see one consistent
+sample history.
 
-diffusers' calling conventions: `prompt_embeds` / `negative_prompt_embeds` in place of prompts, `reference_latents`
-in place of a reference image, `callback_on_step_end` once per timestep (after every batch of frames has stepped,
-with the latents of all frames) and `num_timesteps`.
+diffusers' calling conventions: a call makes `batch x num_videos_per_prompt` videos (`batch`: several references,
+prompts or pose sequences; the others broadcast), `.frames` is a batch of videos for every `output_type`,
+`prompt_embeds` / `negative_prompt_embeds` in place of prompts, `reference_latents` in place of reference images,
+`cross_attention_kwargs` next to our bank, `callback_on_step_end` once per timestep (after every batch of frames has
+stepped, with the latents of all videos) and `num_timesteps`. Any VAE (`AutoencoderKL`, `AutoencoderTiny`) or none
+(pixel-space models). `enable_attention_slicing()` and `enable_xformers_memory_efficient_attention()` keep the
+appearance branch on: the slicing / backend they choose is taken over by our processors.
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ import copy
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
+from diffusers import ControlNetModel, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from magicpose.config.magicpose import ModelSpec
@@ -39,29 +48,34 @@ from magicpose.models.magicpose import (
 from magicpose.pipelines.conventions import (
     StepEndCallback,
     TextConditioned,
+    batch_size,
     callback_tensor_inputs,
     check_embedding_shapes,
+    check_generators,
     check_prompt_inputs,
+    per_video,
+    postprocess_videos,
     step_end,
 )
 
 
 @dataclass
 class MagicPoseOutput(BaseOutput):
-    """`frames`: a list of PIL images, a `f h w 3` float array in [0, 1] (`np`), or `f c h w` latents (`latent`)."""
+    """`frames`: a batch of videos: `b f h w 3` (`np`) or `b f 3 h w` (`pt`) in [0, 1], a list of b lists of f PIL
+    images (`pil`), or `b f c h w` latents (`latent`)."""
 
-    frames: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    frames: list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor
 
 
 class MagicPosePipeline(TextConditioned, DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->appearance_unet->controlnet->unet->vae"
     _optional_components = ["controlnet", "vae"]
-    # what `callback_on_step_end_tensor_inputs` may name; `prompt_embeds` / `negative_prompt_embeds` are `1 l d`
+    # what `callback_on_step_end_tensor_inputs` may name: `latents` `(b n) f c h w`, the embeddings `(b n) l d`
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
     def __init__(
         self,
-        vae: AutoencoderKL | None,
+        vae: torch.nn.Module | None,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
@@ -79,14 +93,12 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             controlnet=controlnet,
             scheduler=scheduler,
         )
-        # Without a VAE the UNets work on RGB pixels in [-1, 1] (pixel-space models such as the toy world's).
-        self.vae_scale_factor = vae_scale_factor(vae)
-        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
-        self.pose_processor = VaeImageProcessor(
-            vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False
-        )
-        self._model = MagicPoseModel(unet, appearance_unet, controlnet).prepare()  # only what is missing
+        self._processors: dict[str, Any] = {}
+        self._model: MagicPoseModel | None = None
+        if unet is not None and appearance_unet is not None:
+            self.magicpose_model  # noqa: B018 (installs the reference processors where missing, keeps the rest)
 
+    # ----- components --------------------------------------------------------------------------------------
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> MagicPosePipeline:
         """Build from a model spec: local pretrained folders and/or seeded random init (see `build_components`)."""
@@ -98,7 +110,7 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
     def from_model(
         cls,
         model: MagicPoseModel,
-        vae: AutoencoderKL | None,
+        vae: torch.nn.Module | None,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         scheduler: SchedulerMixin,
@@ -110,15 +122,26 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         return pipe
 
     @property
-    def attention(self) -> AttentionBackend | None:
-        """The attention backend of the reference processors (`sdpa` or `xformers`)."""
-        return self.magicpose_model.attention
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent side of the current VAE (1 without one: pixel-space models)."""
+        return vae_scale_factor(getattr(self, "vae", None))
 
-    def set_attention_backend(self, backend: AttentionBackend) -> None:
-        """`sdpa` (PyTorch scaled-dot-product attention, the default) or `xformers` (CUDA only)."""
-        if backend not in ("sdpa", "xformers"):
-            raise ValueError(f"unknown attention backend {backend!r} (choose 'sdpa' or 'xformers')")
-        self.magicpose_model.prepare(backend)
+    @property
+    def image_processor(self) -> VideoProcessor:
+        """Reference images and decoded frames: [-1, 1] <-> images, at multiples of `vae_scale_factor`."""
+        return self._processor("image", do_convert_rgb=True)
+
+    @property
+    def pose_processor(self) -> VaeImageProcessor:
+        """Pose maps in [0, 1], as the ControlNet takes them."""
+        return self._processor("pose", do_convert_rgb=True, do_normalize=False)
+
+    def _processor(self, kind: str, **options: bool) -> VideoProcessor:
+        # built for the current VAE: a VAE swapped after construction must not leave a stale scale factor
+        key = (kind, self.vae_scale_factor)
+        if key not in self._processors:
+            self._processors[key] = VideoProcessor(vae_scale_factor=self.vae_scale_factor, **options)
+        return self._processors[key]
 
     @property
     def magicpose_model(self) -> MagicPoseModel:
@@ -129,35 +152,64 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             model = self._model = MagicPoseModel(*parts).prepare()
         return model
 
+    # ----- attention: what diffusers' methods choose, on our processors -----------------------------------------
+    @property
+    def attention(self) -> AttentionBackend | None:
+        """The attention backend of the reference processors (`sdpa` or `xformers`)."""
+        return self.magicpose_model.attention
+
+    def set_attention_backend(self, backend: AttentionBackend) -> None:
+        """`sdpa` (PyTorch scaled-dot-product attention, the default) or `xformers` (CUDA only)."""
+        if backend not in ("sdpa", "xformers"):
+            raise ValueError(f"unknown attention backend {backend!r} (choose 'sdpa' or 'xformers')")
+        self.magicpose_model.prepare(backend)
+
+    def set_attention_slice(self, slice_size: int | str | None) -> None:
+        """What `enable_attention_slicing(slice_size)` / `disable_attention_slicing()` call: diffusers resolves the
+        slice size of every layer (`"auto"`, `"max"`, a number, None) and installs its sliced processors; ours then
+        take those slice sizes over, so the appearance branch stays on."""
+        super().set_attention_slice(slice_size)
+        self.magicpose_model.prepare()
+
+    def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op: Any = None) -> None:
+        """What `enable_xformers_memory_efficient_attention()` calls: diffusers checks xformers and CUDA (and raises
+        as it does when either is missing), installs its processors; ours then take the backend over."""
+        super().set_use_memory_efficient_attention_xformers(valid, attention_op)
+        self.magicpose_model.prepare()
+
+    # ----- inputs --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_reference_image(self, image: PipelineImageInput, height: int, width: int) -> torch.Tensor:
-        """`1 c h w` latent of the reference (posterior mode: deterministic), scaled for the UNet.
+        """`r c h w` latents of r reference images (posterior mode: deterministic), scaled for the UNet.
 
-        What `reference_latents` of `__call__` takes in place of a reference image (`height` / `width` in pixels).
+        What `reference_latents` of `__call__` takes in place of reference images (`height` / `width` in pixels).
         """
         pixels = self.image_processor.preprocess(image, height=height, width=width)
         if self.vae is None:
             return pixels.to(self._execution_device, self.unet.dtype)
         pixels = pixels.to(self._execution_device, self.vae.dtype)
-        return self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
+        latents = retrieve_latents(self.vae.encode(pixels), sample_mode="argmax")
+        return latents * self.vae.config.scaling_factor
 
     def prepare_poses(self, pose_images: PipelineImageInput, height: int, width: int) -> torch.Tensor:
-        """`f 3 h w` pose maps in [0, 1] at pixel size."""
+        """`f 3 h w` pose maps in [0, 1] at pixel size (one sequence)."""
         poses = self.pose_processor.preprocess(pose_images, height=height, width=width)
         return poses.to(self._execution_device, self.unet.dtype)
 
-    def _check_inputs(
-        self,
-        pose_images,
-        guidance_mode: str,
-        frames_per_batch: int,
-        prompt: str | None = None,
-        negative_prompt: str | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        reference_image: PipelineImageInput | None = None,
-        reference_latents: torch.Tensor | None = None,
-    ) -> None:
+    def _pose_sequences(self, pose_images: Any, height: int | None, width: int | None
+                        ) -> tuple[list[torch.Tensor], int, int]:
+        """One sequence, or a list of sequences of equal length (one per batch item) -> `f 3 h w` tensors."""
+        sequences = pose_images if _is_sequence_list(pose_images) else [pose_images]
+        first = _first_image(sequences[0])
+        height, width = self.pose_processor.get_default_height_width(first, height, width)
+        poses = [self.prepare_poses(seq, height, width) for seq in sequences]
+        if len({p.shape[0] for p in poses}) > 1:
+            raise ValueError(f"pose sequences of one call must have the same length, got {[p.shape[0] for p in poses]}")
+        return poses, height, width
+
+    def _check_inputs(self, pose_images, guidance_mode: str, frames_per_batch: int, prompt, negative_prompt,
+                      prompt_embeds, negative_prompt_embeds, reference_image, reference_latents,
+                      num_videos_per_prompt: int) -> None:
         check_prompt_inputs(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds)
         if reference_image is not None and reference_latents is not None:
             raise ValueError("pass reference_image or reference_latents, not both")
@@ -165,20 +217,16 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             raise ValueError(f"guidance_mode must be one of {GUIDANCE_MODES}, got {guidance_mode!r}")
         if frames_per_batch < 1:
             raise ValueError(f"frames_per_batch must be >= 1, got {frames_per_batch}")
+        if num_videos_per_prompt < 1:
+            raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
         if pose_images is None and self.controlnet is not None:
             raise ValueError("pose_images is required")
         if pose_images is not None and self.controlnet is None:
             raise ValueError("this pipeline has no pose ControlNet: pass pose_images=None and num_frames=")
 
-    def _prompt_embeddings(
-        self,
-        prompt: str | None,
-        negative_prompt: str | None,
-        prompt_embeds: torch.Tensor | None,
-        negative_prompt_embeds: torch.Tensor | None,
-        guidance_mode: str,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(text, uncond text), each `1 l d`: given embeddings, else encoded prompts.
+    def _prompt_embeddings(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, guidance_mode: str
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text, uncond text), each `p l d` (one row per prompt): given embeddings, else encoded prompts.
 
         The unconditional text is the negative prompt's; without one, `balance` uses the empty prompt and
         `controlnet_important` the prompt itself (as the original did).
@@ -194,35 +242,41 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             uncond_text = self.encode_prompt(negative_prompt or "")
         else:
             uncond_text = text if negative_prompt is None else self.encode_prompt(negative_prompt)
+        if uncond_text.shape[0] != text.shape[0]:  # one negative for several prompts, or the other way round
+            rows = batch_size(prompts=text.shape[0], negative_prompts=uncond_text.shape[0])
+            text, uncond_text = per_video(text, rows, 1), per_video(uncond_text, rows, 1)
         check_embedding_shapes(text, uncond_text)
         return text, uncond_text
 
-    def _reference_latents(self, reference_latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Given reference latents, checked against the size of the frames and put on the execution device."""
-        shape = (1, self.appearance_unet.config.in_channels)
-        shape += (height // self.vae_scale_factor, width // self.vae_scale_factor)
-        if tuple(reference_latents.shape) != shape:
-            raise ValueError(f"reference_latents must be {shape} (as encode_reference_image returns for this "
-                             f"size), got {tuple(reference_latents.shape)}")
+    def _references(self, reference_image, reference_latents, height: int, width: int) -> torch.Tensor | None:
+        """`r c h w` reference latents (given, or encoded from the images), checked against the frame size."""
+        if reference_latents is None:
+            return None if reference_image is None else self.encode_reference_image(reference_image, height, width)
+        shape = (self.appearance_unet.config.in_channels, height // self.vae_scale_factor,
+                 width // self.vae_scale_factor)
+        if reference_latents.ndim != 4 or tuple(reference_latents.shape[1:]) != shape:
+            raise ValueError(f"reference_latents must be (r, {', '.join(map(str, shape))}) (as encode_reference_image "
+                             f"returns for this size), got {tuple(reference_latents.shape)}")
         return reference_latents.to(device=self._execution_device, dtype=self.appearance_unet.dtype)
 
-    def _initial_latents(
-        self,
-        num_frames: int,
-        height: int,
-        width: int,
-        shared_noise: bool,
-        generator: torch.Generator | list[torch.Generator] | None,
-        latents: torch.Tensor | None,
-    ) -> torch.Tensor:
-        shape = (1 if shared_noise else num_frames, self.unet.config.in_channels)
-        shape += (height // self.vae_scale_factor, width // self.vae_scale_factor)
+    def _initial_latents(self, videos: int, num_frames: int, height: int, width: int, shared_noise: bool,
+                         generator: torch.Generator | list[torch.Generator] | None, latents: torch.Tensor | None
+                         ) -> torch.Tensor:
+        """`v f c h w` initial latents: one noise per video shared by its frames, or one per frame."""
+        frame_shape = (self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        shape = (videos, 1 if shared_noise else num_frames, *frame_shape)
         if latents is None:
+            check_generators(generator, videos)
             latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
-        elif latents.shape[0] not in (1, num_frames) or latents.shape[1:] != shape[1:]:
-            raise ValueError(f"latents must be (1 or {num_frames}, {', '.join(map(str, shape[1:]))}), got {tuple(latents.shape)}")
+        else:
+            if latents.ndim == 4 and videos == 1:  # one video: `1 c h w` or `f c h w`
+                latents = latents.unsqueeze(0)
+            if latents.ndim != 5 or latents.shape[0] != videos or latents.shape[1] not in (1, num_frames) \
+                    or tuple(latents.shape[2:]) != frame_shape:
+                raise ValueError(f"latents must be ({videos}, 1 or {num_frames}, {', '.join(map(str, frame_shape))}) "
+                                 f"(one video: also without the first axis), got {tuple(latents.shape)}")
         latents = latents.to(self._execution_device, self.unet.dtype) * self.scheduler.init_noise_sigma
-        return latents.expand(num_frames, -1, -1, -1).clone()
+        return latents.expand(-1, num_frames, -1, -1, -1).clone()
 
     def _step_kwargs(self, scheduler: SchedulerMixin, generator, eta: float) -> dict:
         params = set(inspect.signature(scheduler.step).parameters)
@@ -233,13 +287,14 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             kwargs["generator"] = generator
         return kwargs
 
+    # ----- the call ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
         self,
         reference_image: PipelineImageInput | None = None,
-        pose_images: PipelineImageInput | None = None,
-        prompt: str | None = None,
-        negative_prompt: str | None = None,
+        pose_images: PipelineImageInput | list[PipelineImageInput] | None = None,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.0,
         guidance_mode: GuidanceMode = "controlnet_important",
@@ -259,52 +314,61 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         reference_latents: torch.Tensor | None = None,
         callback_on_step_end: StepEndCallback | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        num_videos_per_prompt: int = 1,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> MagicPoseOutput | tuple:
-        """Generate one frame per pose map, all in the appearance of `reference_image`.
+        """Generate videos of reference images following pose sequences: one frame per pose map.
+
+        A call makes `batch x num_videos_per_prompt` videos, laid out `(batch n)`. `batch` is the number of
+        references, prompts or pose sequences given (those with more than one item must agree; a single one serves
+        every video). Video `i` of a batch made with a list of generators equals the single-video call with
+        generator `i`.
 
         Args:
-            reference_image: the person to animate; `None` (and no `reference_latents`) switches the appearance
-                branch off.
-            pose_images: OpenPose maps (PIL images, a list of them, or a `f 3 h w` tensor in [0, 1]).
-            prompt: the text (default: the empty prompt). Not together with `prompt_embeds`.
-            negative_prompt: the text of the unconditional half (default: the prompt itself in
+            reference_image: the person to animate (an image), or one per batch item (a list, or an `r 3 h w`
+                tensor); `None` (and no `reference_latents`) switches the appearance branch off.
+            pose_images: one sequence of OpenPose maps (PIL images, a list of them, or an `f 3 h w` tensor in
+                [0, 1]) for every video, or a list of sequences of equal length, one per batch item.
+            prompt: the text, or a list of texts, one per batch item (default: the empty prompt). Not together
+                with `prompt_embeds`.
+            negative_prompt: the text (or texts) of the unconditional half (default: the prompt itself in
                 `controlnet_important` mode, the empty prompt in `balance` mode). Not together with
                 `negative_prompt_embeds`.
             guidance_mode: `controlnet_important` (Image-CFG: guide on reference + pose against the plain UNet) or
                 `balance` (text CFG with reference and pose in both halves).
             frames_per_batch: frames denoised together; results do not depend on it.
-            shared_noise: one initial noise for all frames (the original's choice, steadier video) or one per frame.
             num_frames: only for a pipeline without ControlNet; otherwise the number of pose maps.
-            latents: initial noise, `1 c h w` (shared by all frames) or `f c h w`.
-            output_type: `pil`, `np` or `latent`.
-            prompt_embeds: `b l d` text embeddings used in place of encoding `prompt` (b = 1: one prompt per
-                call), e.g. from `encode_prompt`; the same embeddings give exactly the prompt's frames.
-            negative_prompt_embeds: `b l d` embeddings used in place of encoding `negative_prompt` (same shape as
-                the prompt's embeddings); the defaults without it are those of `negative_prompt`.
-            reference_latents: `1 c h w` latents of the reference, already scaled by the VAE's scaling factor
+            shared_noise: one initial noise per video shared by its frames (the original's choice, steadier
+                video) or one per frame.
+            generator: one generator, or a list with one per video.
+            latents: initial noise `v (1 or f) c h w` for v videos (one video: also `1 c h w` or `f c h w`).
+            output_type: `pil`, `np`, `pt` or `latent`; `.frames` is a batch of videos in each (see
+                `MagicPoseOutput`), so `export_to_video(pipe(...).frames[0], "out.mp4")` writes the first.
+            prompt_embeds: `b l d` text embeddings (one row per prompt) used in place of encoding `prompt`, e.g.
+                from `encode_prompt`; the same embeddings give exactly the prompt's frames.
+            negative_prompt_embeds: `b l d` embeddings used in place of encoding `negative_prompt`.
+            reference_latents: `r c h w` latents of the references, already scaled by the VAE's scaling factor
                 (`h = height // vae_scale_factor`), used in place of `reference_image`; exactly what
                 `encode_reference_image(reference_image, height, width)` returns, with the same frames as a result.
-                Not together with `reference_image`.
             callback_on_step_end: called once per denoising step, after every batch of frames has stepped, as
                 `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)`; `callback_kwargs` holds the
-                tensors named in `callback_on_step_end_tensor_inputs` (`latents`: `f c h w`, all frames). A dict it
-                returns may replace them (`latents` of the same shape) for the following steps and the output.
+                tensors named in `callback_on_step_end_tensor_inputs` (`latents`: `v f c h w`, every frame of every
+                video). A dict it returns may replace them (same shapes) for the following steps and the output.
                 A diffusers `PipelineCallback` / `MultiPipelineCallbacks` names its own tensor inputs.
-            callback_on_step_end_tensor_inputs: names from `MagicPosePipeline._callback_tensor_inputs`
-                (`latents`, `prompt_embeds`, `negative_prompt_embeds`) passed to the callback.
+            callback_on_step_end_tensor_inputs: names from `MagicPosePipeline._callback_tensor_inputs`.
+            num_videos_per_prompt: videos per batch item, each from its own noise.
+            cross_attention_kwargs: passed to the attention processors of both UNets next to the reference bank
+                (as diffusers passes them to a UNet's; e.g. a LoRA `scale`).
         """
         callback_names = callback_tensor_inputs(
             callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
         )
-        self._check_inputs(
-            pose_images, guidance_mode, frames_per_batch, prompt, negative_prompt, prompt_embeds,
-            negative_prompt_embeds, reference_image, reference_latents,
-        )
+        self._check_inputs(pose_images, guidance_mode, frames_per_batch, prompt, negative_prompt, prompt_embeds,
+                           negative_prompt_embeds, reference_image, reference_latents, num_videos_per_prompt)
         device = self._execution_device
         if pose_images is not None:
-            height, width = self.pose_processor.get_default_height_width(_first_image(pose_images), height, width)
-            poses = self.prepare_poses(pose_images, height, width)
-            num_frames = poses.shape[0]
+            poses, height, width = self._pose_sequences(pose_images, height, width)
+            num_frames = poses[0].shape[0]
         else:
             poses = None
             default = self.unet.config.sample_size * self.vae_scale_factor
@@ -313,59 +377,85 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
                 raise ValueError("num_frames is required without pose images")
 
         model = self.magicpose_model
-        prompt_embeds, negative_prompt_embeds = self._prompt_embeddings(
-            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, guidance_mode
-        )
-        reference = None
-        if reference_latents is not None:
-            reference = self._reference_latents(reference_latents, height, width)
-        elif reference_image is not None:
-            reference = self.encode_reference_image(reference_image, height, width)
+        text, uncond_text = self._prompt_embeddings(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds,
+                                                    guidance_mode)
+        references = self._references(reference_image, reference_latents, height, width)
+        batch = batch_size(prompts=text.shape[0], references=1 if references is None else references.shape[0],
+                           pose_sequences=1 if poses is None else len(poses))
+        per = num_videos_per_prompt
+        videos = batch * per
+        latents = self._initial_latents(videos, num_frames, height, width, shared_noise, generator, latents)
+        # the appearance UNet runs on one (reference, prompt) pair per batch item, or once when they are shared
+        bank_units = batch if references is not None and (references.shape[0] > 1 or text.shape[0] > 1) else 1
+        if references is not None:
+            references = per_video(references, bank_units, 1)
+        bank_text = per_video(text, bank_units, 1)
+        text, uncond_text = per_video(text, batch, per), per_video(uncond_text, batch, per)
 
-        latents = self._initial_latents(num_frames, height, width, shared_noise, generator, latents)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        batches = [slice(i, i + frames_per_batch) for i in range(0, num_frames, frames_per_batch)]
-        schedulers = [copy.deepcopy(self.scheduler) for _ in batches]
+        chunks = [slice(i, i + frames_per_batch) for i in range(0, num_frames, frames_per_batch)]
+        schedulers = [[copy.deepcopy(self.scheduler) for _ in chunks] for _ in range(videos)]
         step_kwargs = self._step_kwargs(self.scheduler, generator, eta)
 
-        with self.progress_bar(total=len(timesteps) * len(batches)) as progress:
+        with self.progress_bar(total=len(timesteps) * videos * len(chunks)) as progress:
             for i, t in enumerate(timesteps):
-                bank = None if reference is None else model.encode_reference(reference, t, prompt_embeds)
+                bank = None
+                if references is not None:
+                    bank = model.encode_reference(references, t, bank_text, cross_attention_kwargs)
                 stepped = torch.empty_like(latents)  # a new tensor per step: callbacks may keep the old one
-                for frames, scheduler in zip(batches, schedulers):
-                    pose = None if poses is None else poses[frames]
-                    inputs = GuidanceInputs(prompt_embeds, negative_prompt_embeds, pose, bank)
-                    sample = scheduler.scale_model_input(latents[frames], t)
-                    eps = guided_prediction(
-                        model, sample, t, inputs, guidance_scale, guidance_mode, controlnet_conditioning_scale
-                    )
-                    stepped[frames] = scheduler.step(eps, t, latents[frames], **step_kwargs, return_dict=False)[0]
-                    progress.update()
+                for v in range(videos):
+                    unit_bank = None if bank is None else (bank if bank_units == 1 else bank.select(v // per))
+                    video_poses = None if poses is None else poses[0 if len(poses) == 1 else v // per]
+                    for frames, scheduler in zip(chunks, schedulers[v]):
+                        inputs = GuidanceInputs(text[v : v + 1], uncond_text[v : v + 1],
+                                                None if video_poses is None else video_poses[frames], unit_bank,
+                                                cross_attention_kwargs)
+                        sample = scheduler.scale_model_input(latents[v, frames], t)
+                        eps = guided_prediction(
+                            model, sample, t, inputs, guidance_scale, guidance_mode, controlnet_conditioning_scale
+                        )
+                        out = scheduler.step(eps, t, latents[v, frames], **step_kwargs, return_dict=False)[0]
+                        stepped[v, frames] = out
+                        progress.update()
                 latents = stepped
-
-                latents, prompt_embeds, negative_prompt_embeds = step_end(
+                latents, text, uncond_text = step_end(
                     self, callback_on_step_end, callback_names, i, t,
-                    latents=latents, prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds,
+                    latents=latents, prompt_embeds=text, negative_prompt_embeds=uncond_text,
                 )
 
-        frames_out = self._decode(latents, output_type, frames_per_batch)
+        frames_out = latents if output_type == "latent" else self._decode(latents, output_type, frames_per_batch)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (frames_out,)
         return MagicPoseOutput(frames=frames_out)
 
-    def _decode(self, latents: torch.Tensor, output_type: str, frames_per_batch: int):
-        if output_type == "latent":
-            return latents
+    def decode_latents(self, latents: torch.Tensor, frames_per_batch: int = 8) -> torch.Tensor:
+        """`v f c h w` latents -> `v f 3 H W` pixels in [-1, 1], `frames_per_batch` frames per VAE call."""
+        flat = rearrange(latents, "v f c h w -> (v f) c h w")
         if self.vae is None:
-            return self.image_processor.postprocess(latents.clamp(-1, 1), output_type=output_type)
-        images = [
-            self.vae.decode(latents[i : i + frames_per_batch] / self.vae.config.scaling_factor, return_dict=False)[0]
-            for i in range(0, latents.shape[0], frames_per_batch)
-        ]
-        return self.image_processor.postprocess(torch.cat(images), output_type=output_type)
+            pixels = flat.clamp(-1, 1)
+        else:
+            pixels = torch.cat([
+                self.vae.decode(flat[i : i + frames_per_batch] / self.vae.config.scaling_factor, return_dict=False)[0]
+                for i in range(0, flat.shape[0], frames_per_batch)
+            ])  # fmt: skip
+        return rearrange(pixels, "(v f) c h w -> v f c h w", v=latents.shape[0])
+
+    def _decode(self, latents: torch.Tensor, output_type: str, frames_per_batch: int):
+        return postprocess_videos(self.image_processor, self.decode_latents(latents, frames_per_batch), output_type)
+
+
+def _is_sequence_list(pose_images: Any) -> bool:
+    """A list of pose sequences (one per batch item), rather than one sequence of pose maps."""
+    if isinstance(pose_images, torch.Tensor):
+        return pose_images.ndim == 5
+    if isinstance(pose_images, np.ndarray):
+        return pose_images.ndim == 5
+    return isinstance(pose_images, (list, tuple)) and bool(pose_images) and isinstance(
+        pose_images[0], (list, tuple, torch.Tensor, np.ndarray)) and not (
+        isinstance(pose_images[0], (torch.Tensor, np.ndarray)) and pose_images[0].ndim == 3)
 
 
 def _first_image(images: PipelineImageInput):

@@ -140,7 +140,7 @@ def generate(
         frames_per_batch=len(poses),
         generator=torch.Generator().manual_seed(seed),
         output_type="np",
-    ).frames
+    ).frames[0]
     return np.rint(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
 
 

@@ -76,7 +76,7 @@ class SampleClip(pl.Callback):
             num_inference_steps=inf.steps, guidance_scale=inf.guidance_scale, guidance_mode=inf.guidance_mode,
             frames_per_batch=inf.frames_per_batch, generator=torch.Generator(module.device).manual_seed(inf.seed),
             output_type="np",
-        ).frames
+        ).frames[0]
         rows = [
             np.concatenate([_np(clip["ref_pixel_values"], True), _np(pose, False), gen, _np(gt, True)], axis=1)
             for pose, gen, gt in zip(clip["pose_pixel_values"], generated, clip["pixel_values"])
