@@ -134,6 +134,11 @@ class BankAwareProcessor:
     def backend(self) -> AttentionBackend:
         return self.settings.backend
 
+    def _stock(self, attn, hidden_states, encoder_hidden_states, attention_mask, temb) -> torch.Tensor:
+        # the sliced stock processor takes no `temb` (a spatial-norm input SD's layers never get)
+        kwargs = {} if temb is None else {"temb": temb}
+        return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
+
     def __call__(
         self,
         attn: Attention,
@@ -143,7 +148,7 @@ class BankAwareProcessor:
         temb: torch.Tensor | None = None,
         reference_bank: ReferenceBank | None = None,
     ) -> torch.Tensor:
-        return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        return self._stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 
 class ReferenceWriteProcessor(BankAwareProcessor):
@@ -164,7 +169,7 @@ class ReferenceWriteProcessor(BankAwareProcessor):
     ) -> torch.Tensor:
         if reference_bank is not None:
             reference_bank.write(self.name, hidden_states)
-        return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        return self._stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 
 class ReferenceReadProcessor(BankAwareProcessor):
@@ -188,7 +193,7 @@ class ReferenceReadProcessor(BankAwareProcessor):
     ) -> torch.Tensor:
         reference = None if reference_bank is None else reference_bank.read(self.name)
         if reference is None:
-            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+            return self._stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 3:
             raise ValueError(f"{self.name}: reference attention expects plain self-attention on (b, n, c) tokens")
         return self._attend_with_reference(attn, hidden_states, reference)
