@@ -146,7 +146,7 @@ def test_poses_matter_after_perturbing_the_zero_convs(tiny):
     """Otherwise the identity checks below would not exercise the ControlNet at all."""
     model = tiny.magicpose_model
     size = tiny.unet.config.sample_size * tiny.vae_scale_factor
-    text = tiny.encode_prompt("")
+    text = tiny.encode_text("")
     reference = torch.randn(1, 4, size // tiny.vae_scale_factor, size // tiny.vae_scale_factor)
     latents = reference.expand(2, -1, -1, -1)
     poses = torch.stack([torch.zeros(3, size, size), torch.ones(3, size, size)])

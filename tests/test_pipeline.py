@@ -166,7 +166,7 @@ def _latents(pipe, reference=None, poses=POSES[:1], **kwargs):
 @pytest.mark.parametrize("mode", ["controlnet_important", "balance"])
 def test_prompt_embeds_give_exactly_the_frames_of_the_prompts(tiny_pipe, mode):
     reference = random_image(1)
-    text, negative = tiny_pipe.encode_prompt("a person dancing"), tiny_pipe.encode_prompt("blurry")
+    text, negative = tiny_pipe.encode_text("a person dancing"), tiny_pipe.encode_text("blurry")
     # no negative: each mode's default unconditional text (the prompt itself / the empty prompt) follows the embeds
     expected = _latents(tiny_pipe, reference, prompt="a person dancing", guidance_mode=mode)
     assert torch.equal(_latents(tiny_pipe, reference, prompt_embeds=text, guidance_mode=mode), expected)
@@ -182,9 +182,9 @@ def test_prompt_embeds_give_exactly_the_frames_of_the_prompts(tiny_pipe, mode):
 
 
 def test_encode_prompt_needs_no_unet(tiny_pipe):
-    expected = tiny_pipe.encode_prompt("a person")
+    expected = tiny_pipe.encode_text("a person")
     tiny_pipe.unet = None
-    assert torch.equal(tiny_pipe.encode_prompt("a person"), expected)
+    assert torch.equal(tiny_pipe.encode_text("a person"), expected)
     assert expected.dtype == tiny_pipe.text_encoder.dtype
 
 
@@ -215,8 +215,8 @@ def test_callback_runs_once_per_timestep_after_every_batch_with_all_frames(tiny_
     assert calls[0][2]["latents"].shape == frames.shape  # all 3 frames, not a batch of 2
     assert torch.equal(calls[-1][2]["latents"], frames)  # the last step's latents are the output
     assert not torch.equal(calls[0][2]["latents"], calls[1][2]["latents"])  # each step's latents stay its own
-    assert torch.equal(calls[0][2]["prompt_embeds"], tiny_pipe.encode_prompt("x"))
-    assert torch.equal(calls[0][2]["negative_prompt_embeds"], tiny_pipe.encode_prompt("y"))
+    assert torch.equal(calls[0][2]["prompt_embeds"], tiny_pipe.encode_text("x"))
+    assert torch.equal(calls[0][2]["negative_prompt_embeds"], tiny_pipe.encode_text("y"))
     # a callback that changes nothing changes nothing
     assert torch.equal(frames, _latents(tiny_pipe, reference, POSES[:3], frames_per_batch=2, prompt="x",
                                         negative_prompt="y"))
@@ -238,7 +238,7 @@ def test_latents_returned_by_the_callback_replace_the_pipelines(tiny_pipe):
 
 def test_conflicting_or_unknown_inputs_are_refused(tiny_pipe):
     reference = random_image(1)
-    text = tiny_pipe.encode_prompt("x")
+    text = tiny_pipe.encode_text("x")
     latents = tiny_pipe.encode_reference_image(reference, 64, 64)
     cases = [
         (dict(prompt="x", prompt_embeds=text), "prompt or prompt_embeds"),

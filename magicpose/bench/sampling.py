@@ -380,7 +380,7 @@ def original_sample(
     """
     size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
     model = pipe.magicpose_model
-    text = pipe.encode_prompt(prompt)
+    text = pipe.encode_text(prompt)
     reference = pipe.encode_reference_image(reference_image, size, size)
     poses = pipe.prepare_poses(pose_images, size, size)
     if latents is None:
@@ -411,7 +411,7 @@ def one_step_difference(
     size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
     reference_image, pose_images = example_inputs(num_frames, size, seed)
     model = pipe.magicpose_model
-    text = pipe.encode_prompt("")
+    text = pipe.encode_text("")
     reference = pipe.encode_reference_image(reference_image, size, size).to(pipe.unet.dtype)
     poses = pipe.prepare_poses(pose_images, size, size)
     generator = torch.Generator().manual_seed(seed)

@@ -273,10 +273,14 @@ def install_processors(
         settings = layer_settings(current)
         settings = AttentionSettings(backend or settings.backend, settings.slice_size)
         module_name = name.removesuffix(".processor")
-        if module_name.endswith("attn1") and attn1 is not BankAwareProcessor:
-            processors[name] = attn1(module_name, settings.backend, settings.slice_size)
-        else:
+        kind = attn1 if module_name.endswith("attn1") else BankAwareProcessor
+        if backend is None and isinstance(current, kind) and (kind is not BankAwareProcessor or
+                                                              type(current) is BankAwareProcessor):
+            processors[name] = current  # ours already, with its settings (or a subclass that adds to it)
+        elif kind is BankAwareProcessor:
             processors[name] = BankAwareProcessor(settings.backend, settings.slice_size)
+        else:
+            processors[name] = kind(module_name, settings.backend, settings.slice_size)
     model.set_attn_processor(processors)
 
 
@@ -299,11 +303,19 @@ def installed_backend(model: nn.Module, role: str) -> AttentionBackend | None:
     expected = ROLES[role]
     backends = set()
     for name, processor in model.attn_processors.items():
-        is_attn1 = name.removesuffix(".processor").endswith("attn1")
-        wanted = expected if is_attn1 else BankAwareProcessor
-        if type(processor) is not wanted:
+        if name.removesuffix(".processor").endswith("attn1"):
+            ours = isinstance(processor, expected)  # a subclass (e.g. one that also records) counts
+        else:
+            ours = type(processor) is BankAwareProcessor
+        if not ours:
             return None
         backends.add(processor.backend)
+    return backends.pop() if len(backends) == 1 else None
+
+
+def uniform_backend(model: nn.Module) -> AttentionBackend | None:
+    """The backend every layer of `model` runs with (ours or stock processors), None if they differ."""
+    backends = {layer_settings(p).backend for p in model.attn_processors.values()}
     return backends.pop() if len(backends) == 1 else None
 
 

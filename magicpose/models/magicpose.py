@@ -7,6 +7,8 @@ Shapes (einops notation): latents `b c h w`, text embeddings `b l d`, pose maps 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,6 +66,24 @@ class MagicPoseModel(nn.Module):
     def attention(self) -> AttentionBackend | None:
         """The attention backend of the installed reference processors; None before `prepare()`."""
         return installed_backend(self.unet, "reader")
+
+    @contextmanager
+    def reference_attention(self) -> Iterator[MagicPoseModel]:
+        """Our processors on the three networks for the duration, then the previous ones back.
+
+        What a pipeline does around a call: between calls the networks may carry whatever diffusers' methods
+        installed (`enable_attention_slicing`, `enable_xformers_memory_efficient_attention`,
+        `set_default_attn_processor`, ...); each layer's backend and slice size are taken over by ours for the call,
+        so the appearance branch is always on. Processors that are ours already (a prepared model) stay as they are.
+        """
+        networks = [n for n in (self.unet, self.appearance_unet, self.controlnet) if n is not None]
+        before = [(net, net.attn_processors) for net in networks]
+        self.prepare()
+        try:
+            yield self
+        finally:
+            for net, processors in before:
+                net.set_attn_processor(processors)
 
     def train(self, mode: bool = True) -> MagicPoseModel:
         super().train(mode)

@@ -29,14 +29,29 @@ StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, Any]], dict[str, A
 
 
 class TextConditioned:
-    """What both pipelines share about text: CLIP prompt encoding (the same embeddings `prompt_embeds` takes), the
-    embeddings' dtype, and diffusers' `num_timesteps`. A mixin for `DiffusionPipeline`s with `text_encoder`,
-    `tokenizer` and (optionally) `unet`."""
+    """What both pipelines share about text and the denoising loop: CLIP prompt encoding, diffusers' `encode_prompt`
+    contract, the embeddings' dtype, and the loop state diffusers' callbacks read or change (`guidance_scale`,
+    `num_timesteps`, `interrupt`). A mixin for `DiffusionPipeline`s with `text_encoder`, `tokenizer` and (optionally)
+    `unet`."""
+
+    # the unconditional text when no negative prompt is given; None: the pipeline's guidance mode decides
+    _default_negative_prompt: str | None = ""
 
     @property
     def num_timesteps(self) -> int | None:
         """The number of denoising steps of the latest call (None before the first)."""
         return getattr(self, "_num_timesteps", None)
+
+    @property
+    def guidance_scale(self) -> float | None:
+        """The guidance scale in use: read at every step, so a callback may change `_guidance_scale` (as diffusers'
+        `SDCFGCutoffCallback` does)."""
+        return getattr(self, "_guidance_scale", None)
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `_interrupt` from a callback to skip the remaining denoising steps."""
+        return getattr(self, "_interrupt", False)
 
     @property
     def _embedding_dtype(self) -> torch.dtype:
@@ -45,7 +60,7 @@ class TextConditioned:
         return (unet if unet is not None else self.text_encoder).dtype
 
     @torch.no_grad()
-    def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
+    def encode_text(self, prompt: str | list[str]) -> torch.Tensor:
         """`b l d` CLIP embeddings of a prompt (b = 1) or a list of b prompts, padded to the tokenizer's max length
         as SD does: what `prompt_embeds` / `negative_prompt_embeds` of `__call__` take in place of prompts. Needs only
         the text encoder and the tokenizer."""
@@ -57,6 +72,39 @@ class TextConditioned:
             return_tensors="pt",
         ).input_ids
         return self.text_encoder(ids.to(self._execution_device))[0].to(self._embedding_dtype)
+
+    @torch.no_grad()
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None = None,
+        device: torch.device | None = None,
+        num_videos_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """diffusers' contract: `(prompt_embeds, negative_prompt_embeds)`, each `(b n) l d` for b prompts and
+        `num_videos_per_prompt` n, ready for `__call__(prompt_embeds=..., negative_prompt_embeds=...)`.
+
+        Given embeddings are kept; the negative is encoded from `negative_prompt`, else from the pipeline's default
+        (`""` for text CFG), and is None without guidance or where the pipeline's guidance mode picks it
+        (MagicPose: the prompt itself in `controlnet_important` mode). Needs only the text encoder and tokenizer.
+        """
+        if prompt_embeds is None:
+            prompt_embeds = self.encode_text("" if prompt is None else prompt)
+        if negative_prompt_embeds is None and do_classifier_free_guidance:
+            negative = self._default_negative_prompt if negative_prompt is None else negative_prompt
+            if negative is not None:
+                negative_prompt_embeds = self.encode_text(negative)
+        if device is not None:
+            prompt_embeds = prompt_embeds.to(device)
+        prompt_embeds = prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        if negative_prompt_embeds is not None:
+            if device is not None:
+                negative_prompt_embeds = negative_prompt_embeds.to(device)
+            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        return prompt_embeds, negative_prompt_embeds
 
 
 def check_prompt_inputs(

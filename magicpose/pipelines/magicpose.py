@@ -36,7 +36,7 @@ from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from magicpose.config.magicpose import ModelSpec
-from magicpose.models.attention import AttentionBackend
+from magicpose.models.attention import AttentionBackend, uniform_backend
 from magicpose.models.components import build_components, vae_scale_factor
 from magicpose.models.magicpose import (
     GUIDANCE_MODES,
@@ -70,6 +70,7 @@ class MagicPoseOutput(BaseOutput):
 class MagicPosePipeline(TextConditioned, DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->appearance_unet->controlnet->unet->vae"
     _optional_components = ["controlnet", "vae"]
+    _default_negative_prompt = None  # the guidance mode decides: the prompt itself (Image-CFG) or "" (balance)
     # what `callback_on_step_end_tensor_inputs` may name: `latents` `(b n) f c h w`, the embeddings `(b n) l d`
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
@@ -95,8 +96,6 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         )
         self._processors: dict[str, Any] = {}
         self._model: MagicPoseModel | None = None
-        if unet is not None and appearance_unet is not None:
-            self.magicpose_model  # noqa: B018 (installs the reference processors where missing, keeps the rest)
 
     # ----- components --------------------------------------------------------------------------------------
     @classmethod
@@ -145,37 +144,35 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
 
     @property
     def magicpose_model(self) -> MagicPoseModel:
-        """The wiring of unet / appearance_unet / controlnet, re-wrapped (not reconfigured) if a component was swapped."""
+        """The wiring of unet / appearance_unet / controlnet (a wrapper: it changes nothing about them)."""
         model = self._model
         parts = (self.unet, self.appearance_unet, self.controlnet)
         if model is None or (model.unet, model.appearance_unet, model.controlnet) != parts:
-            model = self._model = MagicPoseModel(*parts).prepare()
+            model = self._model = MagicPoseModel(*parts)
         return model
 
-    # ----- attention: what diffusers' methods choose, on our processors -----------------------------------------
+    # ----- attention ---------------------------------------------------------------------------------------------
+    # The appearance branch lives in our attention processors, which a call puts on the networks for its duration
+    # (`MagicPoseModel.reference_attention`), taking over each layer's backend and slice size from what is installed.
+    # So diffusers' own methods (`enable_attention_slicing`, `enable_xformers_memory_efficient_attention`,
+    # `set_default_attn_processor`, their `disable_*`) work as they do on any pipeline, and never switch the branch off.
     @property
     def attention(self) -> AttentionBackend | None:
-        """The attention backend of the reference processors (`sdpa` or `xformers`)."""
-        return self.magicpose_model.attention
+        """The attention backend the main UNet runs with (`sdpa` or `xformers`)."""
+        return uniform_backend(self.unet)
 
     def set_attention_backend(self, backend: AttentionBackend) -> None:
-        """`sdpa` (PyTorch scaled-dot-product attention, the default) or `xformers` (CUDA only)."""
+        """`sdpa` (PyTorch scaled-dot-product attention, the default) or `xformers` (CUDA only): diffusers'
+        `enable_xformers_memory_efficient_attention` / `disable_...`, or, for a prepared model (a training run's),
+        its own processors."""
         if backend not in ("sdpa", "xformers"):
             raise ValueError(f"unknown attention backend {backend!r} (choose 'sdpa' or 'xformers')")
-        self.magicpose_model.prepare(backend)
-
-    def set_attention_slice(self, slice_size: int | str | None) -> None:
-        """What `enable_attention_slicing(slice_size)` / `disable_attention_slicing()` call: diffusers resolves the
-        slice size of every layer (`"auto"`, `"max"`, a number, None) and installs its sliced processors; ours then
-        take those slice sizes over, so the appearance branch stays on."""
-        super().set_attention_slice(slice_size)
-        self.magicpose_model.prepare()
-
-    def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op: Any = None) -> None:
-        """What `enable_xformers_memory_efficient_attention()` calls: diffusers checks xformers and CUDA (and raises
-        as it does when either is missing), installs its processors; ours then take the backend over."""
-        super().set_use_memory_efficient_attention_xformers(valid, attention_op)
-        self.magicpose_model.prepare()
+        if self.magicpose_model.attention is not None:  # ours are installed for good: change them in place
+            self.magicpose_model.prepare(backend)
+        elif backend == "xformers":
+            self.enable_xformers_memory_efficient_attention()
+        elif self.attention == "xformers":
+            self.disable_xformers_memory_efficient_attention()
 
     # ----- inputs --------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -233,15 +230,15 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         """
         device, dtype = self._execution_device, self._embedding_dtype
         if prompt_embeds is None:
-            text = self.encode_prompt("" if prompt is None else prompt)
+            text = self.encode_text("" if prompt is None else prompt)
         else:
             text = prompt_embeds.to(device=device, dtype=dtype)
         if negative_prompt_embeds is not None:
             uncond_text = negative_prompt_embeds.to(device=device, dtype=dtype)
         elif guidance_mode == "balance":
-            uncond_text = self.encode_prompt(negative_prompt or "")
+            uncond_text = self.encode_text(negative_prompt or "")
         else:
-            uncond_text = text if negative_prompt is None else self.encode_prompt(negative_prompt)
+            uncond_text = text if negative_prompt is None else self.encode_text(negative_prompt)
         if uncond_text.shape[0] != text.shape[0]:  # one negative for several prompts, or the other way round
             rows = batch_size(prompts=text.shape[0], negative_prompts=uncond_text.shape[0])
             text, uncond_text = per_video(text, rows, 1), per_video(uncond_text, rows, 1)
@@ -394,13 +391,15 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        self._num_timesteps = len(timesteps)
+        self._num_timesteps, self._guidance_scale, self._interrupt = len(timesteps), guidance_scale, False
         chunks = [slice(i, i + frames_per_batch) for i in range(0, num_frames, frames_per_batch)]
         schedulers = [[copy.deepcopy(self.scheduler) for _ in chunks] for _ in range(videos)]
         step_kwargs = self._step_kwargs(self.scheduler, generator, eta)
 
-        with self.progress_bar(total=len(timesteps) * videos * len(chunks)) as progress:
+        with self.progress_bar(total=len(timesteps) * videos * len(chunks)) as progress, model.reference_attention():
             for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
                 bank = None
                 if references is not None:
                     bank = model.encode_reference(references, t, bank_text, cross_attention_kwargs)
@@ -414,7 +413,8 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
                                                 cross_attention_kwargs)
                         sample = scheduler.scale_model_input(latents[v, frames], t)
                         eps = guided_prediction(
-                            model, sample, t, inputs, guidance_scale, guidance_mode, controlnet_conditioning_scale
+                            model, sample, t, inputs, self.guidance_scale, guidance_mode,
+                            controlnet_conditioning_scale,
                         )
                         out = scheduler.step(eps, t, latents[v, frames], **step_kwargs, return_dict=False)[0]
                         stepped[v, frames] = out
