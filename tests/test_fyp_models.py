@@ -8,6 +8,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
+from magicpose.models.attention import AttentionSettings
 from magicpose.models.pose_adapter import (
     adapter_key_to_original,
     build_pose_adapter,
@@ -149,6 +150,19 @@ def test_sparse_causal_processor_equals_the_formula():
     y[2] += 1.0
     diff = (attn(y) - got).abs().view(2, 5, -1).amax(dim=-1)
     assert diff[0, 2] > 0 and diff[0, 3] > 0 and float(diff[0, [0, 1, 4]].max()) == 0 and float(diff[1].max()) == 0
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("slice_size", [1, 2, 4])
+def test_sliced_sparse_causal_processor_equals_the_formula(slice_size):
+    """diffusers-style slicing (`slice_size` (batch x head) rows at a time) changes nothing but the memory."""
+    torch.manual_seed(0)
+    attn = Attention(query_dim=24, heads=3, dim_head=8, bias=False)
+    context = FrameContext(num_frames=5)
+    x = torch.randn(2 * 5, 6, 24)
+    attn.set_processor(SparseCausalProcessor(context, settings=AttentionSettings(slice_size=slice_size)))
+    assert attn.processor.slice_size == slice_size
+    assert (attn(x) - _direct_sparse_causal(attn, x, 5)).abs().max() < 1e-5
 
 
 @torch.no_grad()

@@ -164,7 +164,7 @@ def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
         negative_prompt=inf.negative_prompt, pose_scale=inf.pose_scale, pose_on_uncond=inf.pose_on_uncond,
         context_length=inf.context_length, context_overlap=inf.context_overlap,
         generator=torch.Generator(device=device).manual_seed(inf.seed),
-    ).frames
+    ).frames[0]  # the batch's one video
     inputs = {"prompt": request.prompt, "skeleton": str(request.skeleton), "skeleton_frames": indices}
     record = run_record("fyp-sample", inputs, len(indices), config, device, time.perf_counter() - started)
     publish(request.out, OUTPUT_NAMES, lambda staging: _write_outputs(staging, skeleton, frames, inf.fps, record))

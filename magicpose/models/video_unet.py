@@ -5,7 +5,10 @@ through its extension points:
 
 * **sparse-causal self-attention** (`SparseCausalProcessor` on every `attn1`): frame i attends with its queries to
   the keys/values of frame 0 and frame i-1 (frames 0 and 1 both to `[frame 0; frame 0]`); the frame's own tokens
-  are not among them. The projections are SD's own; no parameters are added.
+  are not among them. The projections are SD's own; no parameters are added. diffusers' attention slicing and
+  xformers (`set_attention_slice`, `set_use_memory_efficient_attention_xformers`, the pipeline's
+  `enable_attention_slicing` / `enable_xformers_memory_efficient_attention`) keep these processors: the layers'
+  settings are chosen by diffusers' own methods and then the sparse-causal processors go back on `attn1` with them.
 * **temporal layers** attached to every `BasicTransformerBlock` and run by a forward hook after the block:
   `attn_temp` (self-attention over the f frames at each spatial site, pre-norm `norm_temp`, residual, no positional
   encoding, no mask) and then `conv_temporal` (a low-rank Conv1d over frames: `down` C->r, `up` r->C, kernel 3,
@@ -35,12 +38,12 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention import BasicTransformerBlock
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention
 from diffusers.models.resnet import ResnetBlock2D
 from einops import rearrange
 from torch import nn
 
-from magicpose.models.attention import attend_and_project
+from magicpose.models.attention import AttentionSettings, attend_and_project, layer_settings
 
 KV_FRAMES = ("first", "prev", "self")
 TEMPORAL_MODULES = ("attn_temp", "norm_temp", "conv_temporal")
@@ -71,13 +74,21 @@ class SparseCausalProcessor:
     """`attn1` processor: queries from frame i, keys/values from the frames in `frames` (default first + previous).
 
         out_i = to_out(softmax(q_i k^T / sqrt(d)) v),   q_i = to_q(x_i),   k = to_k([x_0; x_{i-1}]),   v likewise
+
+    `settings`: how it attends (`AttentionSettings`: SDPA or xformers, and diffusers-style slicing, `slice_size`
+    (batch x head) rows at a time; default: SDPA, unsliced); the same result whatever they are.
     """
 
-    def __init__(self, context: FrameContext, frames: Sequence[str] = ("first", "prev")) -> None:
+    def __init__(self, context: FrameContext, frames: Sequence[str] = ("first", "prev"),
+                 settings: AttentionSettings | None = None) -> None:
         unknown = [name for name in frames if name not in KV_FRAMES]
         if not frames or unknown:
             raise ValueError(f"sparse-causal frames must be a non-empty subset of {KV_FRAMES}, got {list(frames)}")
-        self.context, self.frames = context, tuple(frames)
+        self.context, self.frames, self.settings = context, tuple(frames), settings or AttentionSettings()
+
+    @property
+    def slice_size(self) -> int | None:
+        return self.settings.slice_size
 
     def __call__(
         self,
@@ -95,7 +106,7 @@ class SparseCausalProcessor:
         # to_k/to_v are per token, so projecting every frame once and gathering equals projecting the gathered frames.
         key = gather_frames(attn.to_k(hidden_states), f, self.frames)
         value = gather_frames(attn.to_v(hidden_states), f, self.frames)
-        return attend_and_project(attn, hidden_states, query, key, value)
+        return attend_and_project(attn, hidden_states, query, key, value, self.settings)
 
 
 # ----- temporal layers -----------------------------------------------------------------------------------------
@@ -232,6 +243,27 @@ class VideoUNet(ModelMixin, ConfigMixin):
     def enable_gradient_checkpointing(self, *args: Any, **kwargs: Any) -> None:
         self.unet.enable_gradient_checkpointing(*args, **kwargs)
 
+    # ----- attention settings (diffusers' methods, keeping the sparse-causal processors) -----
+    def install_video_processors(self) -> None:
+        """Put the sparse-causal processors (back) on every `attn1`, each with the settings (backend, slice size) of
+        the processor there now; the other layers keep theirs. See `install_video_processors`."""
+        install_video_processors(self.unet, self.frame_context, tuple(self.config.sparse_causal_frames))
+
+    def set_attention_slice(self, slice_size: str | int | list[int] | None = "auto") -> None:
+        """diffusers' attention slicing (`"auto"`: half of each layer's heads, `"max"`: one, an int, a list of one
+        per layer, None: off), as `UNet2DConditionModel.set_attention_slice` resolves it for every attention layer
+        (`attn1`, `attn2`, `attn_temp`); `attn1` then gets its sparse-causal processor back with the slice size
+        chosen for it, the others keep diffusers' stock (sliced) processors. The result does not change."""
+        self.unet.set_attention_slice(slice_size)
+        self.install_video_processors()
+
+    def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op: Any = None) -> None:
+        """diffusers' xformers switch (its own checks and errors: xformers and CUDA are required), then the
+        sparse-causal processors go back on `attn1` with the backend it chose (`attention_op` applies to the stock
+        processors of the other layers only)."""
+        super().set_use_memory_efficient_attention_xformers(valid, attention_op)
+        self.install_video_processors()
+
     @classmethod
     def from_unet2d(cls, unet: UNet2DConditionModel, **options: Any) -> VideoUNet:
         """Inflate a (pretrained) 2D UNet: its weights are copied; only the temporal modules are new."""
@@ -298,12 +330,16 @@ def pool_group_norms(unet: UNet2DConditionModel, context: FrameContext) -> None:
 
 
 def install_video_processors(unet: UNet2DConditionModel, context: FrameContext, frames: Sequence[str]) -> None:
-    """Sparse-causal processors on `attn1`, PyTorch SDPA everywhere else (`attn2`, `attn_temp`)."""
+    """Sparse-causal processors on every `attn1`, keeping each layer's settings (backend, slice size: read off a stock
+    processor by `layer_settings`, so what `set_attention_slice` or xformers chose stays); the other layers (`attn2`,
+    `attn_temp`) keep the stock processor they have (on a fresh UNet: PyTorch SDPA)."""
     processors = {}
-    for name in unet.attn_processors:
-        module_name = name.removesuffix(".processor")
-        is_self = module_name.endswith("attn1")
-        processors[name] = SparseCausalProcessor(context, frames) if is_self else AttnProcessor2_0()
+    for name, current in unet.attn_processors.items():
+        if name.removesuffix(".processor").endswith("attn1"):
+            settings = current.settings if isinstance(current, SparseCausalProcessor) else layer_settings(current)
+            processors[name] = SparseCausalProcessor(context, frames, settings)
+        else:
+            processors[name] = current
     unet.set_attn_processor(processors)
 
 

@@ -2,7 +2,8 @@
 
 * batches: a call makes `batch x num_videos_per_prompt` videos, laid out `(b n)` as diffusers does; `batch` is the
   length of whatever batched input is longer than one (prompts, references, ...; the others broadcast), and a list
-  of generators holds one generator per video.
+  of generators holds one generator per video (`video_noise`: video i then equals a one-video call with generator
+  i; one generator draws the videos one after another, so the first equals a one-video call's).
 * `prompt_embeds` / `negative_prompt_embeds` replace encoding `prompt` / `negative_prompt`; giving a prompt and its
   embeddings together is an error, as in diffusers. Embeddings are `b l d`, one row per prompt.
 * `.frames` is a batch of videos for every `output_type`: `np` `b f h w 3`, `pt` `b f 3 h w` (both in [0, 1]),
@@ -23,6 +24,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
 StepEndCallback = Callable[[Any, int, torch.Tensor, dict[str, Any]], dict[str, Any]]
@@ -155,6 +157,21 @@ def check_generators(generator: torch.Generator | list[torch.Generator] | None, 
     if isinstance(generator, list) and len(generator) != videos:
         raise ValueError(f"a list of generators needs one per video: {videos} videos "
                          f"(batch x num_videos_per_prompt), got {len(generator)} generators")
+
+
+def video_noise(
+    shape: Sequence[int],
+    generator: torch.Generator | list[torch.Generator] | None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Initial noise of `shape[0]` videos (`shape`: `(b n) ...`), drawn video by video: with a list of generators
+    (one per video, see `check_generators`) video i comes from generator i, as diffusers' `randn_tensor` does, so it
+    equals the noise of a one-video call with that generator; one generator draws the videos one after another from
+    itself, so the first video's noise equals a one-video call's with it (a batch of one is exactly that call)."""
+    if generator is None or isinstance(generator, list):
+        return randn_tensor(tuple(shape), generator=generator, device=device, dtype=dtype)
+    return randn_tensor(tuple(shape), generator=[generator] * shape[0], device=device, dtype=dtype)
 
 
 def postprocess_videos(processor: VideoProcessor, pixels: torch.Tensor, output_type: str
