@@ -55,7 +55,7 @@ def _direct_loop(pipe, prompt, poses, steps, guidance, latents):
     """The original sampler written out: DDIM, text CFG, the pose in both halves, one pass over all frames."""
     scheduler = copy.deepcopy(pipe.scheduler)
     scheduler.set_timesteps(steps)
-    text = torch.cat([pipe.encode_prompt(""), pipe.encode_prompt(prompt)])
+    text = torch.cat([pipe.encode_text(""), pipe.encode_text(prompt)])
     feats = [torch.cat([f, f]) for f in pipe.pose_adapter(poses)]
     x = latents * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
@@ -130,7 +130,7 @@ def _latents(pipe, prompt="a person dancing", **kwargs):
 
 @torch.no_grad()
 def test_prompt_embeds_give_exactly_the_frames_of_the_prompts(pipe):
-    text, negative = pipe.encode_prompt("a person dancing"), pipe.encode_prompt("blurry")
+    text, negative = pipe.encode_text("a person dancing"), pipe.encode_text("blurry")
     expected = _latents(pipe)
     assert torch.equal(_latents(pipe, None, prompt_embeds=text), expected)
     expected = _latents(pipe, negative_prompt="blurry")
@@ -144,7 +144,7 @@ def test_prompt_embeds_give_exactly_the_frames_of_the_prompts(pipe):
 @torch.no_grad()
 def test_the_public_guided_step_is_the_pipelines_step(pipe):
     """`predict_noise` (windows blended) and `guided_noise` (one pass), then a DDIM step: exactly `__call__`'s."""
-    text, negative = pipe.encode_prompt("a person dancing"), pipe.encode_prompt("blurry")
+    text, negative = pipe.encode_text("a person dancing"), pipe.encode_text("blurry")
     feats = pipe.encode_skeleton(pipe.prepare_skeleton(POSES, 32, 32), 1.0)
     for window in ({"context_length": 3, "context_overlap": 1}, {}):
         seen = []
@@ -184,8 +184,8 @@ def test_callback_runs_once_per_step_and_its_latents_replace_the_pipelines(pipe)
     assert [i for i, _, _ in calls] == [0, 1, 2] and pipe.num_timesteps == 3
     assert torch.equal(torch.stack([t for _, t, _ in calls]), pipe.scheduler.timesteps)
     assert torch.equal(calls[-1][2]["latents"], plain) and calls[0][2]["latents"].shape == plain.shape
-    assert torch.equal(calls[0][2]["prompt_embeds"], pipe.encode_prompt("a person dancing"))
-    assert torch.equal(calls[0][2]["negative_prompt_embeds"], pipe.encode_prompt(""))
+    assert torch.equal(calls[0][2]["prompt_embeds"], pipe.encode_text("a person dancing"))
+    assert torch.equal(calls[0][2]["negative_prompt_embeds"], pipe.encode_text(""))
 
     halved = _latents(pipe, callback_on_step_end=lambda p, i, t, kw: {"latents": kw["latents"] * 0.5} if i == 0 else {})
     assert (halved - _latents(pipe)).abs().max() > 1e-2
@@ -195,7 +195,7 @@ def test_callback_runs_once_per_step_and_its_latents_replace_the_pipelines(pipe)
 
 
 def test_conflicting_or_unknown_inputs_are_refused(pipe):
-    text = pipe.encode_prompt("x")
+    text = pipe.encode_text("x")
     gen = torch.Generator().manual_seed(0)
     cases = [
         (dict(prompt="x", prompt_embeds=text), "prompt or prompt_embeds"),
@@ -290,7 +290,7 @@ def test_a_batch_of_prompts_equals_each_prompt_alone(pipe):
              for p, n, s in zip(prompts, negatives, (5, 6), strict=True)]
     assert _diff(batch, np.concatenate(alone)) <= 1e-5
     # batched embeddings are exactly the prompts' path
-    embeds, negative_embeds = pipe.encode_prompt(prompts), pipe.encode_prompt(negatives)
+    embeds, negative_embeds = pipe.encode_text(prompts), pipe.encode_text(negatives)
     by_embeds = _run(pipe, None, prompt_embeds=embeds, negative_prompt_embeds=negative_embeds,
                      generator=[_g(5), _g(6)], **window)
     assert np.array_equal(by_embeds, batch)
@@ -443,7 +443,7 @@ def test_vae_scale_factor_and_processors_follow_the_current_vae(pipe):
     p.vae = _tiny_taesd(depth=3)  # 4x
     assert p.vae_scale_factor == 4
     assert p.video_processor.config.vae_scale_factor == 4 and p.pose_processor.config.vae_scale_factor == 4
-    latents = p(None, None, num_frames=2, height=32, width=32, prompt_embeds=pipe.encode_prompt("x"),
+    latents = p(None, None, num_frames=2, height=32, width=32, prompt_embeds=pipe.encode_text("x"),
                 num_inference_steps=1, output_type="latent").frames
     assert tuple(latents.shape) == (1, 4, 2, 8, 8)  # 32 px / 4
     p.vae = None
@@ -457,5 +457,5 @@ def test_a_text_encoder_only_pipeline_encodes_prompts(pipe):
     text_only = FollowYourPosePipeline(vae=None, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=None,
                                        pose_adapter=None, scheduler=None)
     prompts = ["a person dancing", "a robot"]
-    assert torch.equal(text_only.encode_prompt(prompts), pipe.encode_prompt(prompts))
-    assert torch.equal(text_only.encode_prompt("x"), pipe.encode_prompt("x"))
+    assert torch.equal(text_only.encode_text(prompts), pipe.encode_text(prompts))
+    assert torch.equal(text_only.encode_text("x"), pipe.encode_text("x"))

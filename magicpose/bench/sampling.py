@@ -325,6 +325,7 @@ def build_tiny_pipeline(components: str | Path = "configs/models/tiny", seed: in
     if not (resolve_path(components) / "tokenizer").is_dir():
         paths["tokenizer"] = SD15_TOKENIZER
     pipe = MagicPosePipeline.from_spec(ModelSpec(components=str(components), paths=paths, seed=seed))
+    pipe.magicpose_model.prepare()  # the loop structures below call the model directly, outside a pipeline call
     perturb_zero_convs(pipe.controlnet, perturb, seed)
     pipe.set_progress_bar_config(disable=True)
     return pipe

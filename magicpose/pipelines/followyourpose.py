@@ -181,12 +181,12 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
         """(text, uncond text) `(b n) l d`, one row per video: given embeddings, else encoded prompts (one row or b
         rows each, broadcast to the batch); uncond None without CFG unless given."""
         device, dtype = self._execution_device, self._embedding_dtype
-        text = self.encode_prompt(prompt) if prompt_embeds is None else prompt_embeds.to(device, dtype)
+        text = self.encode_text(prompt) if prompt_embeds is None else prompt_embeds.to(device, dtype)
         uncond = None
         if negative_prompt_embeds is not None:
             uncond = negative_prompt_embeds.to(device, dtype)
         elif cfg:
-            uncond = self.encode_prompt(negative_prompt if negative_prompt is not None else "")
+            uncond = self.encode_text(negative_prompt if negative_prompt is not None else "")
         text = per_video(text, batch, num_videos_per_prompt)
         uncond = None if uncond is None else per_video(uncond, batch, num_videos_per_prompt)
         check_embedding_shapes(text, uncond)
@@ -294,12 +294,14 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        self._num_timesteps = len(timesteps)
+        self._num_timesteps, self._guidance_scale, self._interrupt = len(timesteps), guidance_scale, False
         num_windows = len(context_windows(num_frames, context_length, context_overlap))
         step_kwargs = self._step_kwargs(generator, eta)
         with self.progress_bar(total=len(timesteps) * num_windows) as progress:
             for i, t in enumerate(timesteps):
-                eps = self.predict_noise(latents, t, prompt_embeds, negative_prompt_embeds, feats, guidance_scale,
+                if self.interrupt:
+                    continue
+                eps = self.predict_noise(latents, t, prompt_embeds, negative_prompt_embeds, feats, self.guidance_scale,
                                          pose_on_uncond, context_length, context_overlap,
                                          cross_attention_kwargs=cross_attention_kwargs)
                 latents = self.scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
@@ -346,7 +348,7 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
             return self.guided_noise(latents, timestep, prompt_embeds, negative_prompt_embeds, pose_features,
                                      guidance_scale, pose_on_uncond, cross_attention_kwargs)
         if guidance_scale > 1.0 and negative_prompt_embeds is None:
-            negative_prompt_embeds = self.encode_prompt("")
+            negative_prompt_embeds = self.encode_text("")
         total = torch.zeros_like(latents, dtype=torch.float64)
         weight = torch.zeros(latents.shape[2], dtype=torch.float64, device=latents.device)
         for window in windows:
@@ -380,7 +382,7 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
             latents: `b c f h w`, the current latents of these frames of b videos (`scheduler.scale_model_input` is
                 applied inside).
             timestep: the current timestep.
-            prompt_embeds: `b l d` (one row per video) or `1 l d` (shared), e.g. `encode_prompt(prompt)`.
+            prompt_embeds: `b l d` (one row per video) or `1 l d` (shared), e.g. `encode_text(prompt)`.
             negative_prompt_embeds: `b l d` or `1 l d` of the unconditional half (default: the empty prompt's);
                 unused without CFG.
             pose_features: the pose adapter's features of these `f` frames (`encode_skeleton`: `f c h w` per down
@@ -396,7 +398,7 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
         text = _rows(prompt_embeds, videos, "prompt_embeds")
         if cfg:
             if negative_prompt_embeds is None:
-                negative_prompt_embeds = self.encode_prompt("")
+                negative_prompt_embeds = self.encode_text("")
             text = torch.cat([_rows(negative_prompt_embeds, videos, "negative_prompt_embeds"), text])
         feats = pose_features
         if feats is not None and videos > 1:
