@@ -148,6 +148,8 @@ def batch_size(**counts: int) -> int:
 
 def per_video(items: torch.Tensor, batch: int, num_per_item: int) -> torch.Tensor:
     """`n ...` (n = 1 or `batch`) -> `(batch num_per_item) ...`: broadcast, then each item repeated for its videos."""
+    if items.shape[0] == batch and num_per_item == 1:
+        return items  # as it is: a copy could change its memory layout (and a conv's rounding) for nothing
     if items.shape[0] == 1 and batch > 1:
         items = items.expand(batch, *items.shape[1:])
     return items.repeat_interleave(num_per_item, dim=0)
