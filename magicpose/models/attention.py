@@ -319,14 +319,12 @@ def uniform_backend(model: nn.Module) -> AttentionBackend | None:
     return backends.pop() if len(backends) == 1 else None
 
 
-def ensure_processors(model: nn.Module, role: str, backend: AttentionBackend | None = None) -> AttentionBackend:
+def ensure_processors(model: nn.Module, role: str, backend: AttentionBackend | None = None) -> None:
     """Install the processors of `role` on `model` unless they are there already with this backend.
 
     `backend=None` keeps whatever is installed (ours, or what a stock processor implies: SDPA by default), so wiring
-    a model that was configured elsewhere (e.g. a training run's UNets with xformers) never resets it. Returns the
-    backend in use.
+    a model that was configured elsewhere (e.g. a training run's UNets with xformers) never resets it.
     """
     current = installed_backend(model, role)
     if current is None or (backend is not None and backend != current):
         install_processors(model, role, backend)
-    return installed_backend(model, role)

@@ -33,7 +33,8 @@ class MagicPoseModel(nn.Module):
     """Predicts the noise (or v, or x0) of target latents given a reference latent, a pose map and text.
 
     A wrapper that stores the three networks and changes nothing about them: `prepare()` installs the reference
-    processors (once, where the networks are built), and whoever trains decides what is frozen. A frozen main UNet
+    processors (for good, as training does, or for one call: `reference_attention()`, as the pipeline does), and
+    whoever trains decides what is frozen. A frozen main UNet
     (MagicPose keeps the pretrained SD UNet frozen) stays in eval mode whatever `train()` is called with.
     """
 

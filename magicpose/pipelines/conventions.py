@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -174,6 +175,13 @@ def video_noise(
     if generator is None or isinstance(generator, list):
         return randn_tensor(tuple(shape), generator=generator, device=device, dtype=dtype)
     return randn_tensor(tuple(shape), generator=[generator] * shape[0], device=device, dtype=dtype)
+
+
+def scheduler_step_kwargs(scheduler: Any, generator: torch.Generator | list[torch.Generator] | None, eta: float
+                ) -> dict[str, Any]:
+    """The `eta` / `generator` arguments the scheduler's `step` takes (DDIM takes both, most others neither)."""
+    params = set(inspect.signature(scheduler.step).parameters)
+    return {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
 
 
 def postprocess_videos(processor: VideoProcessor, pixels: torch.Tensor, output_type: str

@@ -21,7 +21,6 @@ frame) plus what it lacked:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from magicpose.config.followyourpose import FypModelSpec
+from magicpose.models.components import vae_scale_factor
 from magicpose.models.fyp_components import build_fyp_components
 from magicpose.models.pose_adapter import pose_features
 from magicpose.models.video_unet import VideoUNet
@@ -52,6 +52,7 @@ from magicpose.pipelines.conventions import (
     count,
     per_video,
     postprocess_videos,
+    scheduler_step_kwargs,
     step_end,
     video_noise,
 )
@@ -114,7 +115,7 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
     def vae_scale_factor(self) -> int:
         """Pixels per latent side: 2 per VAE down block but the last (8 on SD); 8 (SD's) without a VAE, as diffusers."""
         vae = getattr(self, "vae", None)
-        return 8 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
+        return 8 if vae is None else vae_scale_factor(vae)
 
     @property
     def video_processor(self) -> VideoProcessor:
@@ -152,10 +153,6 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
         """Adapter features of every frame, `f c h w` per down block (frames are independent: any batching)."""
         chunks = [pose_features(self.pose_adapter, poses[i : i + batch], scale) for i in range(0, len(poses), batch)]
         return [torch.cat(level) for level in zip(*chunks, strict=True)]
-
-    def _step_kwargs(self, generator, eta: float) -> dict:
-        params = set(inspect.signature(self.scheduler.step).parameters)
-        return {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
 
     def _check(self, skeleton, num_frames, context_length, context_overlap, output_type="pil",
                num_videos_per_prompt=1, prompt=None, negative_prompt=None, prompt_embeds=None,
@@ -296,7 +293,7 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
         timesteps = self.scheduler.timesteps
         self._num_timesteps, self._guidance_scale, self._interrupt = len(timesteps), guidance_scale, False
         num_windows = len(context_windows(num_frames, context_length, context_overlap))
-        step_kwargs = self._step_kwargs(generator, eta)
+        step_kwargs = scheduler_step_kwargs(self.scheduler, generator, eta)
         with self.progress_bar(total=len(timesteps) * num_windows) as progress:
             for i, t in enumerate(timesteps):
                 if self.interrupt:

@@ -17,7 +17,6 @@ appearance branch on: the slicing / backend they choose is taken over by our pro
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,6 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -55,7 +53,9 @@ from magicpose.pipelines.conventions import (
     check_prompt_inputs,
     per_video,
     postprocess_videos,
+    scheduler_step_kwargs,
     step_end,
+    video_noise,
 )
 
 
@@ -94,7 +94,6 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             controlnet=controlnet,
             scheduler=scheduler,
         )
-        self._processors: dict[str, Any] = {}
         self._model: MagicPoseModel | None = None
 
     # ----- components --------------------------------------------------------------------------------------
@@ -125,22 +124,16 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         """Pixels per latent side of the current VAE (1 without one: pixel-space models)."""
         return vae_scale_factor(getattr(self, "vae", None))
 
+    # built for the current VAE, so a VAE swapped after construction leaves no stale scale factor
     @property
     def image_processor(self) -> VideoProcessor:
         """Reference images and decoded frames: [-1, 1] <-> images, at multiples of `vae_scale_factor`."""
-        return self._processor("image", do_convert_rgb=True)
+        return VideoProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True)
 
     @property
     def pose_processor(self) -> VaeImageProcessor:
         """Pose maps in [0, 1], as the ControlNet takes them."""
-        return self._processor("pose", do_convert_rgb=True, do_normalize=False)
-
-    def _processor(self, kind: str, **options: bool) -> VideoProcessor:
-        # built for the current VAE: a VAE swapped after construction must not leave a stale scale factor
-        key = (kind, self.vae_scale_factor)
-        if key not in self._processors:
-            self._processors[key] = VideoProcessor(vae_scale_factor=self.vae_scale_factor, **options)
-        return self._processors[key]
+        return VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_convert_rgb=True, do_normalize=False)
 
     @property
     def magicpose_model(self) -> MagicPoseModel:
@@ -264,7 +257,7 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         shape = (videos, 1 if shared_noise else num_frames, *frame_shape)
         if latents is None:
             check_generators(generator, videos)
-            latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
+            latents = video_noise(shape, generator, self._execution_device, self.unet.dtype)
         else:
             if latents.ndim == 4 and videos == 1:  # one video: `1 c h w` or `f c h w`
                 latents = latents.unsqueeze(0)
@@ -274,15 +267,6 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
                                  f"(one video: also without the first axis), got {tuple(latents.shape)}")
         latents = latents.to(self._execution_device, self.unet.dtype) * self.scheduler.init_noise_sigma
         return latents.expand(-1, num_frames, -1, -1, -1).clone()
-
-    def _step_kwargs(self, scheduler: SchedulerMixin, generator, eta: float) -> dict:
-        params = set(inspect.signature(scheduler.step).parameters)
-        kwargs = {}
-        if "eta" in params:
-            kwargs["eta"] = eta
-        if "generator" in params:
-            kwargs["generator"] = generator
-        return kwargs
 
     # ----- the call ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -394,7 +378,7 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         self._num_timesteps, self._guidance_scale, self._interrupt = len(timesteps), guidance_scale, False
         chunks = [slice(i, i + frames_per_batch) for i in range(0, num_frames, frames_per_batch)]
         schedulers = [[copy.deepcopy(self.scheduler) for _ in chunks] for _ in range(videos)]
-        step_kwargs = self._step_kwargs(self.scheduler, generator, eta)
+        step_kwargs = scheduler_step_kwargs(self.scheduler, generator, eta)
 
         with self.progress_bar(total=len(timesteps) * videos * len(chunks)) as progress, model.reference_attention():
             for i, t in enumerate(timesteps):
