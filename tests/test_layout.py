@@ -24,8 +24,8 @@ FLOORS = {
 # Imports within a floor are arrows too; only these exist. Floor 1 shares `UserError` (errors.py imports nothing);
 # the model builders take config schemas; the toy quickstart trains through `training.fit`; `python -m magicpose`
 # is the CLI.
-SIDEWAYS = {("media", "errors"), ("device", "errors"), ("models", "config"), ("toy", "training"),
-            ("__main__", "cli")}
+SIDEWAYS = {("media", "errors"), ("device", "errors"), ("paths", "errors"), ("models", "config"),
+            ("toy", "training"), ("__main__", "cli")}
 # Third-party packages a room must not pull in: inference never loads Lightning.
 FORBIDDEN_PACKAGES = {"pipelines": ("pytorch_lightning", "lightning"), "models": ("pytorch_lightning", "lightning")}
 

@@ -143,6 +143,7 @@ def read_skeleton(path: Path, frames: int, stride: int, start: int) -> tuple[lis
 def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
     import torch
 
+    from magicpose.convert.cache import convert_sources
     from magicpose.device import resolve_device
     from magicpose.media import to_square
     from magicpose.pipelines.followyourpose import FollowYourPosePipeline
@@ -153,7 +154,7 @@ def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
     skeleton, indices = read_skeleton(request.skeleton, inf.frames, inf.stride, inf.start)
     started = time.perf_counter()
     device = resolve_device(config.device)
-    pipe = FollowYourPosePipeline.from_spec(config.model).to(device)
+    pipe = FollowYourPosePipeline.from_spec(convert_sources(config.model)).to(device)
     swap_scheduler(pipe, inf.scheduler)
     check_size(inf.size, size_multiple(pipe))
     if pipe.pose_adapter is None:
