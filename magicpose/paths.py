@@ -41,4 +41,5 @@ def first_existing(value: str | Path | list | tuple | None, what: str) -> Path |
             return path
     if len(resolved) == 1:
         return resolved[0]  # the caller's own "no such folder" error names it
-    raise UserError(f"{what}: none of these exists: {', '.join(str(p) for p in resolved)}")
+    raise UserError(f"{what}: none of these exists: {', '.join(str(p) for p in resolved)} (where the weights go: "
+                    "pretrained_weights/README.md)")

@@ -126,10 +126,22 @@ def test_no_unsafe_torch_load_and_no_hub_ids():
 
 
 def test_inference_script_names_missing_weights(tmp_path):
-    res = subprocess.run(
-        ["bash", "scripts/inference_any_image_pose.sh", "ref.png", "poses/"],
-        cwd=REPO, capture_output=True, text=True, env={"MAGICPOSE_PIPELINE": str(tmp_path / "MagicPose"), "PATH": "/usr/bin:/bin"},
-    )
-    assert res.returncode == 1
-    assert f"{tmp_path}/MagicPose/" in res.stderr and "model_state-110000.th" in res.stderr
-    assert "magicpose convert magicdance" in res.stderr
+    """No weights: one line naming every place looked at (the converted folder and the released files)."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "ref.png")
+    (tmp_path / "poses").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "poses" / "0001.png")
+    env = {"PATH": f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin", "MAGICPOSE_CACHE": str(tmp_path / "cache")}
+    res = subprocess.run(["bash", "scripts/inference_any_image_pose.sh", str(tmp_path / "ref.png"),
+                          str(tmp_path / "poses"), str(tmp_path / "out"), "device=cpu"],
+                         cwd=REPO, capture_output=True, text=True, env=env)
+    assert res.returncode == 1, res.stderr
+    line = res.stderr.strip().splitlines()[-1]
+    assert "model.pretrained: none of these exists" in line, res.stderr
+    assert "pretrained_weights/MagicPose" in line and "model_state-110000.th" in line
+    assert "pretrained_weights/README.md" in line
+    res = subprocess.run(["bash", "scripts/inference_any_image_pose.sh", str(tmp_path / "ref.png"),
+                          str(tmp_path / "poses"), str(tmp_path / "out")],
+                         cwd=REPO, capture_output=True, text=True, env={**env, "MAGICPOSE_CHECKPOINT": "nowhere.th"})
+    assert res.returncode == 1 and "nowhere.th: no such folder (model.pretrained)" in res.stderr, res.stderr
