@@ -23,6 +23,19 @@ COMMANDS = (
 )  # fmt: skip
 
 
+def _original_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """What the original projects' flags in `argv` (`--control_mode`, `--skeleton_path`) are here: checked before
+    argparse, whose own error would only say that a required flag of ours is missing."""
+    from magicpose.config.original_names import original_name_hint
+
+    known = set(parser._option_string_actions)
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        for command in action.choices.values():
+            known |= set(command._option_string_actions)
+    flags = [token.split("=", 1)[0] for token in argv if token.startswith("--")]
+    return [hint for hint in map(original_name_hint, flags) if hint and hint.split("'")[1] not in known]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="magicpose", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -34,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    originals = _original_flags(parser, argv)
+    if originals:
+        parser.error("; ".join(originals))
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from magicpose.config import followyourpose, magicpose
+from magicpose.config.original_names import original_name_hint
 from magicpose.errors import UserError
 from magicpose.paths import resolve_path
 
@@ -123,6 +124,9 @@ def _check_keys(schema_node: Any, data: Any, source: str, prefix: str) -> None:
     for key in data:
         full = f"{prefix}{key}"
         if key not in schema_node:
+            original = original_name_hint(full)
+            if original:
+                raise UserError(f"{source}: unknown key '{full}': {original}")
             raise UserError(f"{source}: unknown key '{full}'{_suggest(str(key), valid, prefix)}")
         _check_keys(schema_node[key], data[key], source, prefix=f"{full}.")
 
