@@ -82,12 +82,14 @@ class SampleClip(pl.Callback):
         pipe = module.pipeline()
         clip, inf = self.clip, self.inference
         poses = clip["pose_pixel_values"].to(module.device)
+        side = clip["pixel_values"].shape[-1]  # data.size: the model's default size may differ
         generated = pipe(
             _to_pil(clip["ref_pixel_values"], signed=True),
             poses if module.model.controlnet is not None else None,
             num_frames=None if module.model.controlnet is not None else poses.shape[0],
             num_inference_steps=inf.steps, guidance_scale=inf.guidance_scale, guidance_mode=inf.guidance_mode,
-            frames_per_batch=inf.frames_per_batch, generator=torch.Generator(module.device).manual_seed(inf.seed),
+            height=side, width=side, frames_per_batch=inf.frames_per_batch,
+            generator=torch.Generator(module.device).manual_seed(inf.seed),
             output_type="np",
         ).frames[0]
         rows = [
