@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from magicpose.errors import UserError
@@ -45,7 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_known_noise() -> None:
+    """transformers says on every run that CLIP's image processor falls back to PIL without torchvision; nothing here
+    uses that processor, and two such lines before a one-line error bury it."""
+    logging.getLogger("transformers.utils.import_utils").addFilter(
+        lambda record: "requires torchvision" not in record.getMessage())
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_known_noise()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     originals = _original_flags(parser, argv)
