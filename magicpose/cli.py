@@ -27,7 +27,7 @@ COMMANDS = (
 def _original_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """What the original projects' flags in `argv` (`--control_mode`, `--skeleton_path`) are here: checked before
     argparse, whose own error would only say that a required flag of ours is missing."""
-    from magicpose.config.original_names import original_name_hint
+    from magicpose.original_names import original_name_hint
 
     known = set(parser._option_string_actions)
     for action in parser._subparsers._group_actions if parser._subparsers else ():

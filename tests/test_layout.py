@@ -15,7 +15,7 @@ PACKAGE = REPO / "magicpose"
 # The floors of ../shared/reference/architecture.md: a module imports from lower floors only. The package root
 # (`magicpose/__init__.py`, the version) sits below everything.
 FLOORS = {
-    "errors": 1, "paths": 1, "media": 1, "device": 1,
+    "errors": 1, "paths": 1, "media": 1, "device": 1, "original_names": 1,
     "models": 2, "pose": 2, "config": 2,
     "pipelines": 3, "convert": 3, "data": 3, "eval": 3,
     "training": 4, "toy": 4, "bench": 4,
@@ -80,7 +80,7 @@ def test_the_named_arrows_never_exist():
     for room in FLOORS:
         if FLOORS[room] < 5:
             never.setdefault(room, set()).update({"commands", "cli"})
-    never["config"] = set(FLOORS) - {"config", "errors", "paths", "media"}
+    never["config"] = set(FLOORS) - {"config", "errors", "paths", "media", "original_names"}
     for room in ("media", "errors", "paths"):
         never[room] = set(FLOORS) - {room, "errors"}
     offenders = [f"{path} imports magicpose.{target}" for path, room, target in _arrows()
@@ -112,6 +112,16 @@ def test_help_and_reading_a_config_import_no_torch():
             "load_config(['configs/magicpose/stage2_pose.yaml'], schema=schema_for('magicpose', 'fit')); "
             "load_config(['configs/followyourpose/tiny.yaml'], schema=schema_for('followyourpose', 'inference')); "
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'pytorch_lightning') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
+def test_the_pose_environment_can_start_the_cli():
+    """`.venv-pose` (mediapipe, no omegaconf, no torch) runs `magicpose extract-pose`: the CLI's start (parsers, the
+    check for the originals' flags) must import neither."""
+    code = ("import sys; from magicpose.cli import build_parser, _original_flags; "
+            "_original_flags(build_parser(), ['extract-pose', '--input', 'x', '--skeleton_path', 'y']); "
+            "print(sorted(m for m in ('torch', 'omegaconf', 'yaml') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert res.stdout.strip() == "[]", res.stdout + res.stderr
 

@@ -12,8 +12,8 @@ import subprocess
 import pytest
 import torch
 
-from magicpose.config.original_names import ORIGINAL_NAMES
 from magicpose.convert.testing import original_state_dict
+from magicpose.original_names import ORIGINAL_NAMES
 
 from .conftest import REPO, tiny_spec
 

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from magicpose.config import followyourpose, magicpose
-from magicpose.config.original_names import original_name_hint
 from magicpose.errors import UserError
+from magicpose.original_names import original_name_hint
 from magicpose.paths import resolve_path
 
 BASE_KEY = "base"
