@@ -111,6 +111,15 @@ def test_later_links_paint_over_earlier_ones():
     assert tuple(image[80, 50]) == ORANGE  # the shared end point: the torso link is painted last
 
 
+def test_a_dancer_facing_the_camera_has_green_on_the_image_right():
+    from magicpose.pose.examples import dance_keypoints
+
+    image = render_mmpose(dance_keypoints("jumping_jacks", 4, 256, period=8)[2])
+    assert colours(image) == {BLACK, GREEN, BLUE, ORANGE}
+    xs = {c: np.nonzero((image == c).all(-1))[1].mean() for c in (GREEN, BLUE, ORANGE)}
+    assert xs[BLUE] < xs[ORANGE] < xs[GREEN]  # the person's right (blue) on the image left
+
+
 def test_coco18_to_coco17_matches_names():
     body = np.zeros((18, 3), np.float32)
     body[:, 0] = np.arange(18)
