@@ -125,3 +125,15 @@ def test_fyp_sample_runs_on_the_shipped_skeleton_video(tmp_path):
     assert main(argv) == 0
     assert count_frames(out / "video.mp4") == 8 and count_frames(out / "grid.mp4") == 8
     assert json.loads((out / "run.json").read_text())["skeleton_frames"] == list(range(0, 40, 5))
+
+
+def test_every_example_path_in_readme_scripts_and_help_exists():
+    import re
+
+    texts = [REPO / "README.md", REPO / "example_data/README.md", REPO / "pose_example/README.md",
+             *(REPO / "scripts").rglob("*.sh"), *(REPO / "magicpose/commands").glob("*.py")]
+    named = {match for path in texts
+             for match in re.findall(r"(?:example_data|pose_example)/[\w./-]*[\w/]", path.read_text())}
+    assert {"example_data/image/out-of-domain/astronaut.png", "pose_example/dance_001.mp4"} <= named
+    missing = sorted(name for name in named if not (REPO / name).exists())
+    assert not missing
