@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from magicpose.cli import build_parser, main
+from magicpose.commands.pose_env import pose_python
 from magicpose.media import count_frames, write_video
 from magicpose.pose.extract import write_pose
 from magicpose.pose.mmpose import render_mmpose
@@ -22,7 +23,6 @@ from magicpose.pose.openpose import PersonKeypoints, PoseFrame, read_keypoints_j
 from .conftest import REPO
 
 TINY = REPO / "configs/followyourpose/tiny.yaml"
-POSE_PYTHON = REPO / ".venv-pose" / "bin" / "python"
 PALETTE = {(0, 0, 0), (255, 153, 51), (0, 255, 0), (0, 128, 255)}
 
 
@@ -78,16 +78,15 @@ def test_missing_pose_env_is_one_line_naming_setup_and_skeleton(astronaut_video,
 
 @pytest.fixture(scope="module")
 def pose_env():
-    if not POSE_PYTHON.exists():
-        message = f"{POSE_PYTHON} missing: run `bash scripts/setup_pose.sh`"
+    python = pose_python()  # .venv-pose, or $MAGICPOSE_POSE_VENV as for setup_pose.sh
+    if not python.exists():
+        message = f"{python} missing: run `bash scripts/setup_pose.sh`"
         if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
             pytest.fail(f"CI must test fyp-sample --video: {message}")
         pytest.skip(message)
 
 
-def test_fyp_sample_video_extracts_mmpose_skeleton_then_samples(pose_env, astronaut_video, tmp_path, capsys,
-                                                               monkeypatch):
-    monkeypatch.delenv("MAGICPOSE_POSE_VENV", raising=False)
+def test_fyp_sample_video_extracts_mmpose_skeleton_then_samples(pose_env, astronaut_video, tmp_path, capsys):
     out = tmp_path / "out"
     assert _sample(astronaut_video, out) == 0, capsys.readouterr().err
     assert "kept 6 of 6 frames" in capsys.readouterr().out
