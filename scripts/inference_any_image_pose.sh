@@ -2,7 +2,7 @@
 # Animate any reference image with a pose sequence using the released MagicPose weights.
 #   bash scripts/inference_any_image_pose.sh REFERENCE_IMAGE POSES_DIR_OR_VIDEO [OUT_DIR] [extra magicpose args...]
 # e.g.
-#   bash scripts/inference_any_image_pose.sh example_data/image/181020.png example_data/pose_sequence/001
+#   bash scripts/inference_any_image_pose.sh example_data/image/out-of-domain/astronaut.png example_data/pose_sequence/001
 # Extra arguments go to `magicpose animate` (e.g. --steps 30 --overwrite inference.prompt="a dancer").
 #
 # Weights (configs/magicpose/inference.yaml, model.pretrained): the first that exists of pretrained_weights/MagicPose/

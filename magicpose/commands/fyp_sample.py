@@ -5,6 +5,7 @@ of a naturally sorted folder of images, centre-cropped (or padded) to squares. A
 a one-line error that says which `--frames` / `--stride` would fit (the original crashed with "Out of bound indices").
 Accepted skeletons: `magicpose extract-pose` output (OpenPose colours) and mmpose / COCO-17 renderings on black
 (the released adapter's training style); any RGB pose map on black works with an adapter trained on its style.
+`--video` takes a raw video instead and extracts mmpose-style maps from it first (`magicpose.commands.pose_env`).
 """
 
 from __future__ import annotations
@@ -39,10 +40,13 @@ OUTPUT_NAMES = ("frames", "video.mp4", "video.gif", "grid.mp4", "run.json")
 EPILOG = """examples:
   magicpose fyp-sample -c configs/followyourpose/tiny.yaml --prompt "a robot dancing" --skeleton poses.mp4 --out out/
   magicpose fyp-sample -c configs/followyourpose/inference.yaml --prompt "Iron man on the beach" \\
-      --skeleton pose_example/vis_ikun_pose2.mov --frames 24 --out out/ --context-length 16
+      --skeleton pose_example/dance_001.mp4 --out out/
+  magicpose fyp-sample -c configs/followyourpose/inference.yaml --prompt "an astronaut dancing" \\
+      --video my_dance.mp4 --frames 24 --out out/ --context-length 16   # needs .venv-pose (setup_pose.sh)
 
 outputs in --out: frames/NNNN.png, video.mp4, video.gif, grid.mp4 (skeleton | result), run.json (resolved config,
-skeleton frame indices, seed, versions). An existing result is never replaced without --overwrite."""
+skeleton frame indices, seed, versions); with --video also skeleton/ (extract-pose's keypoints/, pose_maps/,
+report.json). An existing result is never replaced without --overwrite."""
 
 FLAGS = {
     "frames": "inference.frames", "stride": "inference.stride", "start": "inference.start",
@@ -67,7 +71,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(p)
     p.add_argument("--prompt", required=True, help="what the video shows (inference.prompt)")
-    p.add_argument("--skeleton", required=True, type=Path, help="skeleton video, or a folder of pose images")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--skeleton", type=Path, help="skeleton video, or a folder of pose images")
+    source.add_argument("--video", type=Path, metavar="RAW.mp4",
+                        help="a raw video of a person instead: its poses are extracted (mediapipe, in .venv-pose) "
+                             "into OUT/skeleton/ as mmpose-style maps, reused by later runs, and used as the skeleton")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--frames", type=int, help="frames to generate (inference.frames, default 32)")
     p.add_argument("--stride", type=int, help="use every S-th skeleton frame (inference.stride, default 5)")
@@ -92,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, OUTPUT_NAMES, args.overwrite)
     config = load_config(args.config, flag_overrides(args, FLAGS) + list(args.overrides), schema=FypConfig)
     check_system(config)
-    record = run_fyp_sample(config, SampleRequest(args.prompt, args.skeleton, args.out, args.overwrite))
+    skeleton = args.skeleton
+    if args.video is not None:  # after the config checks: extraction takes a while
+        from magicpose.commands.pose_env import extract_skeleton
+
+        skeleton = extract_skeleton(args.video, args.out, args.overwrite)
+    record = run_fyp_sample(config, SampleRequest(args.prompt, skeleton, args.out, args.overwrite))
     print(f"wrote {record['num_frames']} frames to {args.out} in {record['seconds']:.1f} s")
     return 0
 
