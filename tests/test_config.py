@@ -69,7 +69,7 @@ def test_training_stage_configs_are_short_diffs_over_one_base():
         config = load_config([REPO / f"configs/magicpose/{name}.yaml", REPO / "configs/trainer/ddp_8gpu.yaml"],
                              schema=FitConfig)
         assert (config.train.stage, config.data.batch_size, config.trainer.devices) == (stage, batch, 8)
-        assert config.train.lr == 1e-5 and config.model.paths["unet"].startswith("pretrained_weights/")
+        assert config.train.lr == 1e-5 and config.model.paths["unet"][0].startswith("pretrained_weights/")
         assert len((REPO / f"configs/magicpose/{name}.yaml").read_text().splitlines()) < 20
     with pytest.raises(UserError, match="did you mean 'train.max_steps'"):
         load_config([REPO / "configs/magicpose/base.yaml"], ["train.max_step=3"], schema=FitConfig)
