@@ -78,13 +78,18 @@ class FypConfig:
 
 @dataclass
 class FypDataConfig:
-    """Stage 1: TikTok-format pose-image pairs (`root`, `train_split`). Stage 2: `captions` (see
-    `magicpose.data.video_caption`)."""
+    """Stage 1: TikTok-format pose-image pairs (`root`, `train_split`), captioned per image (sidecar `<frame>.txt`,
+    `image_captions`, else `prompt`; see `magicpose.data.image_captions`). Stage 2: `layout: captions` reads the
+    `captions` file (`magicpose.data.video_caption`); `layout: hdvila` reads the original's HD-VILA layout, `csv`
+    + videos under `root` (`magicpose.data.hdvila`)."""
 
     root: str = "dataset/TikTok-v4"
     train_split: str = "train_set"
-    prompt: str = ""  # the caption of every stage-1 pair (TikTok-format data has no captions)
+    prompt: str = ""  # the caption of a stage-1 pair that has no caption of its own
+    image_captions: str | None = None  # stage 1: JSON {"video/frame" or "video": caption}
+    layout: str = "captions"  # stage 2: captions (our captions file) or hdvila (the original's CSV + part_N folders)
     captions: str = "dataset/videos/captions.jsonl"
+    csv: str = "caption_rm2048_train.csv"  # layout hdvila: as given if it exists, else under root
     frames: int = 8  # frames per training clip (the paper: 8 consecutive; the released config: 12 at stride 4)
     stride: int = 1
     size: int = 512
