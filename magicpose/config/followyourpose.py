@@ -51,6 +51,7 @@ class FypInferenceConfig:
     """How `magicpose fyp-sample` (and validation sampling) makes a video. Defaults: the original's."""
 
     prompt: str = ""
+    prompts: list[str] = field(default_factory=list)  # several videos per run, one per prompt (wins over prompt)
     negative_prompt: str | None = None
     frames: int = 32  # video_length
     stride: int = 5  # skeleton frames 0, 5, 10, ... (the original's frame_skeleton_stride)
