@@ -120,6 +120,12 @@ class FypTrainConfig:
     checkpoint_every: int = 1000
     keep_last: int = 3
     log_every: int = 50
+    # Validation videos (rank 0, `<run_dir>/samples/step-N/`): every `sample_every` steps (0: never; the original:
+    # 100), one per prompt, following `sample_skeleton` (a video or frame folder; null: pose-free, as stage 2
+    # trains). Frames, stride, steps, guidance, size and seed come from the `inference:` section.
+    sample_every: int = 0
+    sample_prompts: list[str] = field(default_factory=list)
+    sample_skeleton: str | None = None
 
 
 @dataclass

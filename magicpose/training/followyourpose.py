@@ -14,7 +14,8 @@ adapter's features of the clip's skeleton).
 
 Fixes over the original recipe: every caption of a batch is used (it took the first one for the whole batch), the
 pose addition survives gradient checkpointing (it lives outside the checkpointed blocks), resumable data order and
-noise from (seed, step, rank), trained-only checkpoints.
+noise from (seed, step, rank), trained-only checkpoints. Validation videos (`train.sample_every`, the original's
+`validation_steps`) come from a callback that never stops training (`magicpose.training.fyp_samples`).
 
 Batches: stage 1 `pixel_values` b 3 H W in [-1, 1], `pose_pixel_values` b 3 H W in [0, 1] (images are run as
 one-frame clips); stage 2 `pixel_values` b f 3 H W, `caption` list of b str, optionally `pose_pixel_values` b f 3 H W.
@@ -27,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -118,6 +120,12 @@ class FollowYourPoseTraining(DiffusionTraining):
 
     def loader(self, rank: int, world_size: int, global_step: int) -> torch.utils.data.DataLoader:
         return make_fyp_loader(self.config, rank, world_size, global_step)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Validation videos every `train.sample_every` steps (`magicpose.training.fyp_samples`)."""
+        from magicpose.training.fyp_samples import sample_callbacks
+
+        return sample_callbacks(self.config.run_dir, self.config.train, self.config.inference)
 
     # ----- loss ------------------------------------------------------------------------------------------
     @torch.no_grad()
