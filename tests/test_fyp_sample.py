@@ -117,3 +117,22 @@ def test_prompts_to_sample_precedence():
     config.inference.prompt = ""
     with pytest.raises(UserError, match="no prompt: pass --prompt"):
         prompts_to_sample(None, config)
+
+
+def test_txt2video_script_falls_back_to_checkpoints_and_says_so(tmp_path):
+    """pretrained_weights/ is the place; the original README's checkpoints/ still works, with a note on stderr."""
+    import shutil
+    import subprocess
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts/txt2video.sh", tmp_path / "scripts")  # the script works from its checkout's root
+    env = {"PATH": "/usr/bin:/bin"}
+    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", "dance.mp4"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 1 and "pretrained_weights/followyourpose_checkpoint-1000/pytorch_model.bin" in res.stderr
+    for folder in ("followyourpose_checkpoint-1000", "stable-diffusion-v1-4"):
+        (tmp_path / "checkpoints" / folder).mkdir(parents=True)
+    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", "dance.mp4"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env)
+    assert "note: the release is in checkpoints/" in res.stderr
+    assert "converting checkpoints/followyourpose_checkpoint-1000 into pretrained_weights/FollowYourPose" in res.stderr

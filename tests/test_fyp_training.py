@@ -170,3 +170,18 @@ def test_sample_every_without_prompts_is_a_warning_not_silence():
         assert sample_callbacks("run", FypTrainConfig(sample_every=5), FypInferenceConfig()) == []
     (callback,) = sample_callbacks("run", FypTrainConfig(sample_every=5, sample_prompts=["x"]), FypInferenceConfig())
     assert callback.folder.as_posix() == "run/samples" and callback.every == 5
+
+
+def test_stage2_script_honours_an_adapter_given_on_the_command_line(tmp_path):
+    """The stage-1 adapter check applies only when the command line does not say where the adapter comes from."""
+    import subprocess
+
+    def run(*overrides):
+        return subprocess.run(["bash", "scripts/train_followyourpose.sh", "stage2", *overrides], cwd=REPO,
+                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "FYP_RUNS": str(tmp_path)})
+
+    res = run()
+    assert res.returncode == 1 and "no stage-1 pose adapter" in res.stderr
+    res = run(f"model.paths.pose_adapter={tmp_path}/adapter", "data.frames=twelve")
+    assert res.returncode == 1 and "no stage-1 pose adapter" not in res.stderr
+    assert "magicpose fit: error: command line: bad value for 'data.frames'" in res.stderr  # Python's turn
