@@ -36,6 +36,8 @@ def read_sample_skeleton(path: str, frames: int, stride: int, start: int) -> lis
     the last one needed. A `UserError` when the path is missing or too short."""
     from magicpose.media import iter_video_frames, list_images, load_image
 
+    if frames < 1 or stride < 1 or start < 0:
+        raise UserError(f"inference: need frames >= 1, stride >= 1, start >= 0 (got {frames}, {stride}, {start})")
     source = resolve_path(path)
     if not source.exists():
         raise UserError(f"{source}: no such file or folder")
@@ -78,9 +80,9 @@ class FypSamples(pl.Callback):
                               "false); validation samples are pose-free")
         try:
             frames = read_sample_skeleton(self.skeleton_path, inf.frames, inf.stride, inf.start)
-        except UserError as err:
+            return [to_square(frame, inf.size, inf.resize_mode) for frame in frames]
+        except Exception as err:  # noqa: BLE001 - whatever it is, training goes on (pose-free)
             return _warn_none(f"train.sample_skeleton: {err}; validation samples are pose-free")
-        return [to_square(frame, inf.size, inf.resize_mode) for frame in frames]
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: Any, *args: Any) -> None:
         step = trainer.global_step
