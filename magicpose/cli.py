@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from magicpose.errors import UserError
@@ -23,6 +24,19 @@ COMMANDS = (
 )  # fmt: skip
 
 
+def _original_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """What the original projects' flags in `argv` (`--control_mode`, `--skeleton_path`) are here: checked before
+    argparse, whose own error would only say that a required flag of ours is missing."""
+    from magicpose.original_names import original_name_hint
+
+    known = set(parser._option_string_actions)
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        for command in action.choices.values():
+            known |= set(command._option_string_actions)
+    flags = [token.split("=", 1)[0] for token in argv if token.startswith("--")]
+    return [hint for hint in map(original_name_hint, flags) if hint and hint.split("'")[1] not in known]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="magicpose", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -32,8 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_known_noise() -> None:
+    """transformers says on every run that CLIP's image processor falls back to PIL without torchvision; nothing here
+    uses that processor, and two such lines before a one-line error bury it."""
+    logging.getLogger("transformers.utils.import_utils").addFilter(
+        lambda record: "requires torchvision" not in record.getMessage())
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_known_noise()
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    originals = _original_flags(parser, argv)
+    if originals:
+        parser.error("; ".join(originals))
     args = parser.parse_args(argv)
     try:
         return args.func(args)

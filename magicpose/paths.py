@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from magicpose.errors import UserError
+
 # The repository root when running from a checkout (configs/ lives beside the package).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +22,28 @@ def resolve_path(path: str | Path) -> Path:
         return path
     in_repo = REPO_ROOT / path
     return in_repo if in_repo.exists() else path
+
+
+def first_existing(value: str | Path | list | tuple | None, what: str) -> Path | None:
+    """A config path, or a list of alternatives of which the first that exists wins (None: not set).
+
+    Lists let one config serve users with different downloads, e.g. a diffusers folder or else the original's
+    single file (`[pretrained_weights/stable-diffusion-v1-5/unet, pretrained_weights/control_sd15_ini.ckpt]`).
+    When nothing exists, the error names every alternative and the config key (`what`).
+    """
+    if value is None or value == "":
+        return None
+    candidates = [value] if isinstance(value, (str, Path)) else [v for v in value if v]
+    if not candidates:
+        return None
+    resolved = [resolve_path(c) for c in candidates]
+    for path in resolved:
+        if path.exists():
+            return path
+    if len(resolved) == 1:
+        return resolved[0]  # the caller's own "no such folder" error names it
+    raise UserError(f"{what}: none of these exists: {', '.join(str(p) for p in resolved)} (where the weights go: "
+                    "pretrained_weights/README.md)")
 
 
 def prompt_file_stem(index: int, prompt: str, max_chars: int = 40) -> str:

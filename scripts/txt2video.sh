@@ -2,7 +2,7 @@
 # Follow-Your-Pose: a prompt + a skeleton video -> a video, with the released weights.
 #   bash scripts/txt2video.sh "PROMPT" SKELETON_VIDEO_OR_DIR [OUT_DIR] [extra magicpose fyp-sample args...]
 # e.g.
-#   bash scripts/txt2video.sh "Iron man on the beach" pose_example/vis_ikun_pose2.mov
+#   bash scripts/txt2video.sh "Iron man on the beach" pose_example/dance_001.mp4
 #   bash scripts/txt2video.sh "a robot dancing" poses.mp4 out/ --frames 24 --context-length 16 --steps 30
 #
 # Weights: the converted folder $FYP_PIPELINE (default pretrained_weights/FollowYourPose); when it is missing,

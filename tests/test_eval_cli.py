@@ -69,6 +69,21 @@ def test_infer_tiktok_resumes(run, capsys):
     assert "\n" not in err
 
 
+def test_the_released_test_split_name_needs_no_split_flag(tmp_path, capsys):
+    """TikTok-v4 as released names its test split disco_test_set: infer-tiktok finds it and says so."""
+    from magicpose.toy import generate_toy_dataset
+
+    generate_toy_dataset(tmp_path / "data", videos=1, test_videos=1, frames=2, size=32, seed=0)
+    for folder in sorted((tmp_path / "data").glob("*test_set")):
+        folder.rename(folder.with_name(folder.name.replace("test_set", "disco_test_set")))
+    args = [a for a in INFER if a not in ("--split", "test_set")]
+    assert main(["infer-tiktok", "--config", str(TINY_CONFIG), "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "out"), *args]) == 0
+    assert "test split: disco_test_set" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "infer.json").read_text())["settings"]["split"] == "disco_test_set"
+    assert len(_pngs(tmp_path / "out" / "pred")) == 2
+
+
 def test_evaluate_end_to_end(run, capsys):
     out = run / "out"
     metrics_json = run / "metrics.json"

@@ -15,7 +15,7 @@ PACKAGE = REPO / "magicpose"
 # The floors of ../shared/reference/architecture.md: a module imports from lower floors only. The package root
 # (`magicpose/__init__.py`, the version) sits below everything.
 FLOORS = {
-    "errors": 1, "paths": 1, "media": 1, "device": 1,
+    "errors": 1, "paths": 1, "media": 1, "device": 1, "original_names": 1,
     "models": 2, "pose": 2, "config": 2,
     "pipelines": 3, "convert": 3, "data": 3, "eval": 3,
     "training": 4, "toy": 4, "bench": 4,
@@ -24,8 +24,8 @@ FLOORS = {
 # Imports within a floor are arrows too; only these exist. Floor 1 shares `UserError` (errors.py imports nothing);
 # the model builders take config schemas; the toy quickstart trains through `training.fit`; `python -m magicpose`
 # is the CLI.
-SIDEWAYS = {("media", "errors"), ("device", "errors"), ("models", "config"), ("toy", "training"),
-            ("__main__", "cli")}
+SIDEWAYS = {("media", "errors"), ("device", "errors"), ("paths", "errors"), ("models", "config"),
+            ("toy", "training"), ("__main__", "cli")}
 # Third-party packages a room must not pull in: inference never loads Lightning.
 FORBIDDEN_PACKAGES = {"pipelines": ("pytorch_lightning", "lightning"), "models": ("pytorch_lightning", "lightning")}
 
@@ -80,7 +80,7 @@ def test_the_named_arrows_never_exist():
     for room in FLOORS:
         if FLOORS[room] < 5:
             never.setdefault(room, set()).update({"commands", "cli"})
-    never["config"] = set(FLOORS) - {"config", "errors", "paths", "media"}
+    never["config"] = set(FLOORS) - {"config", "errors", "paths", "media", "original_names"}
     for room in ("media", "errors", "paths"):
         never[room] = set(FLOORS) - {room, "errors"}
     offenders = [f"{path} imports magicpose.{target}" for path, room, target in _arrows()
@@ -116,6 +116,16 @@ def test_help_and_reading_a_config_import_no_torch():
     assert res.stdout.strip() == "[]", res.stdout + res.stderr
 
 
+def test_the_pose_environment_can_start_the_cli():
+    """`.venv-pose` (mediapipe, no omegaconf, no torch) runs `magicpose extract-pose`: the CLI's start (parsers, the
+    check for the originals' flags) must import neither."""
+    code = ("import sys; from magicpose.cli import build_parser, _original_flags; "
+            "_original_flags(build_parser(), ['extract-pose', '--input', 'x', '--skeleton_path', 'y']); "
+            "print(sorted(m for m in ('torch', 'omegaconf', 'yaml') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
 def test_no_unsafe_torch_load_and_no_hub_ids():
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
@@ -126,10 +136,22 @@ def test_no_unsafe_torch_load_and_no_hub_ids():
 
 
 def test_inference_script_names_missing_weights(tmp_path):
-    res = subprocess.run(
-        ["bash", "scripts/inference_any_image_pose.sh", "ref.png", "poses/"],
-        cwd=REPO, capture_output=True, text=True, env={"MAGICPOSE_PIPELINE": str(tmp_path / "MagicPose"), "PATH": "/usr/bin:/bin"},
-    )
-    assert res.returncode == 1
-    assert f"{tmp_path}/MagicPose/" in res.stderr and "model_state-110000.th" in res.stderr
-    assert "magicpose convert magicdance" in res.stderr
+    """No weights: one line naming every place looked at (the converted folder and the released files)."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "ref.png")
+    (tmp_path / "poses").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "poses" / "0001.png")
+    env = {"PATH": f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin", "MAGICPOSE_CACHE": str(tmp_path / "cache")}
+    res = subprocess.run(["bash", "scripts/inference_any_image_pose.sh", str(tmp_path / "ref.png"),
+                          str(tmp_path / "poses"), str(tmp_path / "out"), "device=cpu"],
+                         cwd=REPO, capture_output=True, text=True, env=env)
+    assert res.returncode == 1, res.stderr
+    line = res.stderr.strip().splitlines()[-1]
+    assert "model.pretrained: none of these exists" in line, res.stderr
+    assert "pretrained_weights/MagicPose" in line and "model_state-110000.th" in line
+    assert "pretrained_weights/README.md" in line
+    res = subprocess.run(["bash", "scripts/inference_any_image_pose.sh", str(tmp_path / "ref.png"),
+                          str(tmp_path / "poses"), str(tmp_path / "out")],
+                         cwd=REPO, capture_output=True, text=True, env={**env, "MAGICPOSE_CHECKPOINT": "nowhere.th"})
+    assert res.returncode == 1 and "nowhere.th: no such folder (model.pretrained)" in res.stderr, res.stderr

@@ -235,3 +235,27 @@ def test_sampling_during_a_train_unet_run_keeps_training_the_unet_and_its_attent
     assert {n: getattr(p, "backend", None) for n, p in unet.attn_processors.items()} == backends
     assert not torch.equal(seen[0]["weight"], seen[1]["weight"])  # trained after the first sample
     assert not torch.equal(seen[1]["weight"], seen[2]["weight"])
+
+
+def test_sample_clip_failure_is_one_warning_and_a_missing_sample_split_is_said_at_fit_start(toy_root, tmp_path):
+    """The original swallowed a failing sample clip silently; here a failure is a warning with its reason, once, and
+    the run goes on; a sample split that does not exist is reported when fitting starts."""
+    import warnings
+
+    from magicpose.training.callbacks import SampleWarning
+    from magicpose.training.fit import build_trainer
+
+    run = tmp_path / "fails"
+    config = _config(STAGE1, toy_root, run, "train.sample_every=1", "train.max_steps=2", "train.checkpoint_every=100",
+                     "inference.guidance_mode=bogus")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_trainer(config, run, []).fit(MagicPoseTraining(config))
+    said = [str(w.message) for w in caught if issubclass(w.category, SampleWarning)]
+    assert len(said) == 1 and "sample clip at step 1 failed" in said[0] and "bogus" in said[0], said
+    assert not list((run / "samples").glob("*.mp4"))
+
+    run = tmp_path / "nosplit"
+    config = _config(STAGE1, toy_root, run, "train.sample_every=1", "train.max_steps=1", "data.val_split=nosuch")
+    with pytest.warns(SampleWarning, match=r"no sample clips during training \(data.val_split=nosuch\): .*nosuch"):
+        MagicPoseTraining(config).configure_callbacks()

@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from magicpose.pose.extract import PoseFilter
+from magicpose.errors import UserError
+from magicpose.pose.extract import STYLES, PoseFilter
 
 EXTRACT_EPILOG = """outputs in --out: keypoints/<frame>.json (OpenPose JSON: COCO-18 body, 21-point hands, 70-point
-face), pose_maps/<frame>.png (ControlNet OpenPose maps, body + hands + face), report.json (every dropped
-frame and why). Frames are named after the input images, or 0001, 0002, ... for a video.
+face), pose_maps/<frame>.png (the pose maps, in --style), report.json (every dropped frame and why). Frames are
+named after the input images, or 0001, 0002, ... for a video.
+
+styles (the same keypoints, drawn for one system or the other):
+  openpose   ControlNet v1.1 OpenPose maps, body + hands + face: for MagicPose (its pose ControlNet).
+  mmpose     mmpose/HRNet COCO-17 limbs on black (orange head and torso, green left, blue right limbs):
+             for Follow-Your-Pose (its released pose adapter); fyp-sample --video makes these itself.
 
 backends:
   mediapipe  MediaPipe Holistic, models shipped in the mediapipe 0.10.21 wheel (one person per frame).
@@ -18,8 +25,9 @@ backends:
   dwpose     DWPose ONNX (YOLOX-L + dw-ll_ucoco_384) on onnxruntime, several people per frame.
              --weights DIR must hold yolox_l.onnx and dw-ll_ucoco_384.onnx (https://huggingface.co/yzd-v/DWPose).
 
-example:
-  .venv-pose/bin/magicpose extract-pose --input dance.mp4 --out poses/dance"""
+examples:
+  .venv-pose/bin/magicpose extract-pose --input dance.mp4 --out poses/dance
+  .venv-pose/bin/magicpose extract-pose --input dance.mp4 --out poses/dance_fyp --style mmpose"""
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--input", required=True, type=Path, metavar="VIDEO_OR_FRAME_DIR",
                         help="a video file, a folder of frames (sorted naturally), or one image")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    parser.add_argument("--style", choices=STYLES, default="openpose",
+                        help="pose-map style: openpose for MagicPose's ControlNet (default), mmpose for "
+                             "Follow-Your-Pose's pose adapter")
     add_filter_arguments(parser)
     parser.set_defaults(func=run)
     return parser
@@ -66,6 +77,26 @@ def run(args: argparse.Namespace) -> int:
     from magicpose.pose.extract import REPORT_FILE, extract_pose
 
     report = extract_pose(args.input, args.out, args.backend, args.weights, filter_from_args(args),
-                          args.overwrite)
+                          args.overwrite, args.style)
     print(report.summary(args.out / REPORT_FILE))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m magicpose.commands.extract_pose ARGS`: this command alone, as `magicpose extract-pose ARGS`.
+
+    For callers in the pose environment (`fyp-sample --video`): it imports nothing of the other commands, whose
+    dependencies (omegaconf, torch) `.venv-pose` does not have.
+    """
+    root = argparse.ArgumentParser(prog="magicpose")
+    add_parser(root.add_subparsers(dest="command", required=True))
+    args = root.parse_args(["extract-pose", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"magicpose extract-pose: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,6 +5,7 @@ of a naturally sorted folder of images, centre-cropped (or padded) to squares. A
 a one-line error that says which `--frames` / `--stride` would fit (the original crashed with "Out of bound indices").
 Accepted skeletons: `magicpose extract-pose` output (OpenPose colours) and mmpose / COCO-17 renderings on black
 (the released adapter's training style); any RGB pose map on black works with an adapter trained on its style.
+`--video` takes a raw video instead and extracts mmpose-style maps from it first (`magicpose.commands.pose_env`).
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ OUTPUT_NAMES = ("frames", "video.mp4", "video.gif", "grid.mp4", "run.json")
 EPILOG = """examples:
   magicpose fyp-sample -c configs/followyourpose/tiny.yaml --prompt "a robot dancing" --skeleton poses.mp4 --out out/
   magicpose fyp-sample -c configs/followyourpose/inference.yaml --prompt "Iron man on the beach" \\
-      --skeleton pose_example/vis_ikun_pose2.mov --frames 24 --out out/ --context-length 16
+      --skeleton pose_example/dance_001.mp4 --out out/
+  magicpose fyp-sample -c configs/followyourpose/inference.yaml --prompt "an astronaut dancing" \\
+      --video my_dance.mp4 --frames 24 --out out/ --context-length 16   # needs .venv-pose (setup_pose.sh)
 
 several prompts (--prompt A --prompt B, or inference.prompts in the config): one video per prompt, each with the
 seed of a single-prompt run: NN_slug.mp4 / NN_slug.gif (e.g. 00_iron_man_on_the_beach.mp4), frames/NN_slug/,
 grid.mp4 (skeleton | one column per prompt), run.json.
 outputs in --out: frames/NNNN.png, video.mp4, video.gif, grid.mp4 (skeleton | result), run.json (resolved config,
-skeleton frame indices, seed, versions). An existing result is never replaced without --overwrite."""
+skeleton frame indices, seed, versions); with --video also skeleton/ (extract-pose's keypoints/, pose_maps/,
+report.json). An existing result is never replaced without --overwrite."""
 
 FLAGS = {
     "frames": "inference.frames", "stride": "inference.stride", "start": "inference.start",
@@ -73,7 +77,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", action="append",
                    help="what the video shows; repeat for one video per prompt (default: inference.prompts, "
                         "else inference.prompt)")
-    p.add_argument("--skeleton", required=True, type=Path, help="skeleton video, or a folder of pose images")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--skeleton", type=Path, help="skeleton video, or a folder of pose images")
+    source.add_argument("--video", type=Path, metavar="RAW.mp4",
+                        help="a raw video of a person instead: its poses are extracted (mediapipe, in .venv-pose) "
+                             "into OUT/skeleton/ as mmpose-style maps, reused by later runs, and used as the skeleton")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--frames", type=int, help="frames to generate (inference.frames, default 32)")
     p.add_argument("--stride", type=int, help="use every S-th skeleton frame (inference.stride, default 5)")
@@ -98,8 +106,13 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, OUTPUT_NAMES, args.overwrite)
     config = load_config(args.config, flag_overrides(args, FLAGS) + list(args.overrides), schema=FypConfig)
     check_system(config)
-    record = run_fyp_sample(config, SampleRequest(prompts_to_sample(args.prompt, config), args.skeleton, args.out,
-                                                  args.overwrite))
+    prompts = prompts_to_sample(args.prompt, config)
+    skeleton = args.skeleton
+    if args.video is not None:  # after the config checks: extraction takes a while
+        from magicpose.commands.pose_env import extract_skeleton
+
+        skeleton = extract_skeleton(args.video, args.out, args.overwrite)
+    record = run_fyp_sample(config, SampleRequest(prompts, skeleton, args.out, args.overwrite))
     print(f"wrote {record['num_frames']} frames to {args.out} in {record['seconds']:.1f} s")
     return 0
 
@@ -165,6 +178,7 @@ def read_skeleton(path: Path, frames: int, stride: int, start: int) -> tuple[lis
 def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
     import torch
 
+    from magicpose.convert.cache import convert_sources
     from magicpose.device import resolve_device
     from magicpose.media import to_square
     from magicpose.pipelines.followyourpose import FollowYourPosePipeline
@@ -177,7 +191,7 @@ def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
     skeleton, indices = read_skeleton(request.skeleton, inf.frames, inf.stride, inf.start)
     started = time.perf_counter()
     device = resolve_device(config.device)
-    pipe = FollowYourPosePipeline.from_spec(config.model).to(device)
+    pipe = FollowYourPosePipeline.from_spec(convert_sources(config.model)).to(device)
     swap_scheduler(pipe, inf.scheduler)
     check_size(inf.size, size_multiple(pipe))
     if pipe.pose_adapter is None:

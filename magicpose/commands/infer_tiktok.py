@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ RECORD = "infer.json"
 
 EPILOG = """examples:
   magicpose infer-tiktok --config configs/magicpose/inference.yaml --data dataset/TikTok-v4 \\
-      --split test_set --out outputs/tiktok_test
+      --out outputs/tiktok_test                      # the released test split, disco_test_set
   magicpose evaluate --pred outputs/tiktok_test/pred --gt outputs/tiktok_test/gt --out outputs/tiktok_test/metrics.json
 
 Interrupt and run the same command again to continue where it stopped."""
@@ -86,7 +87,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     add_config_argument(p)
     p.add_argument("--data", required=True, type=Path, help="dataset root (ROOT/<split>/<video>/<frame>.png)")
-    p.add_argument("--split", default="test_set", help="split folder (default test_set)")
+    p.add_argument("--split", default="auto",
+                   help="split folder (default auto: disco_test_set, the released TikTok-v4 test split, else test_set)")
     p.add_argument("--out", required=True, type=Path, help="output folder (resumed if it holds an earlier run)")
     p.add_argument("--videos", nargs="+", metavar="NAME", help="only these videos")
     p.add_argument("--max-videos", type=int, help="only the first N videos (natural order)")
@@ -105,10 +107,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from magicpose.config import MagicPoseConfig, load_config
+    from magicpose.data.tiktok import test_split
 
     config = load_config(args.config, flag_overrides(args, INFERENCE_FLAGS) + list(args.overrides), schema=MagicPoseConfig)
+    split, found = test_split(args.data, args.split)
+    if found:
+        print(found, file=sys.stderr)
     request = InferRequest(
-        args.data, args.split, args.out, args.videos, args.max_videos, args.max_frames, args.overwrite,
+        args.data, split, args.out, args.videos, args.max_videos, args.max_frames, args.overwrite,
         not args.no_progress,
     )  # fmt: skip
     record = run_infer_tiktok(config, request)

@@ -120,10 +120,12 @@ def swap_scheduler(pipe: Any, name: str | None) -> None:
 
 
 def build_pipeline(model: ModelSpec, device: torch.device, scheduler: str | None = None):
-    """A MagicPosePipeline from the `model:` section, on `device`, with `inference.scheduler` swapped in."""
+    """A MagicPosePipeline from the `model:` section (original files converted on first use), on `device`, with
+    `inference.scheduler` swapped in."""
+    from magicpose.convert.cache import convert_sources
     from magicpose.pipelines.magicpose import MagicPosePipeline
 
-    pipe = MagicPosePipeline.from_spec(model).to(device)
+    pipe = MagicPosePipeline.from_spec(convert_sources(model)).to(device)
     swap_scheduler(pipe, scheduler)
     return pipe
 

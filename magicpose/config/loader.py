@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from magicpose.config import followyourpose, magicpose, original_fyp
 from magicpose.errors import UserError
+from magicpose.original_names import original_name_hint
 from magicpose.paths import resolve_path
 
 BASE_KEY = "base"
@@ -127,6 +128,9 @@ def _check_keys(schema_node: Any, data: Any, source: str, prefix: str) -> None:
     for key in data:
         full = f"{prefix}{key}"
         if key not in schema_node:
+            original = original_name_hint(full)
+            if original:
+                raise UserError(f"{source}: unknown key '{full}': {original}")
             raise UserError(f"{source}: unknown key '{full}'{_suggest(str(key), valid, prefix)}")
         _check_keys(schema_node[key], data[key], source, prefix=f"{full}.")
 

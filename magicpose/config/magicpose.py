@@ -13,11 +13,15 @@ from typing import Any
 @dataclass
 class ComponentSources:
     """Where a system's components come from (see `magicpose.models.components`): `paths.<name>` (a local folder),
-    else `pretrained/<name>` (a saved pipeline folder), else random init from `components/<name>` with `seed`."""
+    else `pretrained/<name>` (a saved pipeline folder), else random init from `components/<name>` with `seed`.
+    `paths.<name>` and `pretrained` may also name an original single-file checkpoint (`.ckpt`, `.pth`, `.th`,
+    `.safetensors`, `.bin`), or a list of alternatives of which the first that exists is used."""
 
     components: str | None = None
-    pretrained: str | None = None
-    paths: dict[str, str | None] = field(default_factory=dict)
+    # a folder, an original single file (converted once into a cache, see magicpose.convert.cache), or a list of
+    # such alternatives of which the first that exists is used
+    pretrained: Any = None
+    paths: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     dtype: str = "float32"
 
@@ -64,7 +68,9 @@ class DataConfig:
 
     root: str = "dataset/TikTok-v4"
     train_split: str = "train_set"
-    val_split: str | None = "test_set"  # one clip of it is sampled during training; null: none
+    # one clip of it is sampled during training; auto: disco_test_set (the released TikTok-v4's) else test_set;
+    # null: none
+    val_split: str | None = "auto"
     size: int = 512
     resize_mode: str = "crop"
     max_frame_distance: int | None = None  # reference within this many frames of the target (null: any)

@@ -176,6 +176,25 @@ def convert_followyourpose(
     return report
 
 
+def convert_pose_encoder(pose_encoder: str | Path, out: str | Path, *, components: str | Path = SD_CONFIGS,
+                         dtype: str = "keep") -> Report:
+    """`pose_encoder.pth` alone -> `out/pose_adapter/` (a T2IAdapter), for `model.paths.pose_adapter`; the adapter's
+    widths follow the UNet config in `components`."""
+    pose_encoder, out = Path(pose_encoder), Path(out)
+    unet_config = _unet_config(None, components)
+    encoder = open_checkpoint(pose_encoder)
+    state = _adapter_state(encoder, {k: k for k in encoder}, list(unet_config["block_out_channels"]))
+    report = Report(source=str(pose_encoder), layout="Follow-Your-Pose pose encoder", out=str(out))
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    _write_model(staging / "pose_adapter", _adapter_from(unet_config, state, DTYPES[dtype]))
+    report.components["pose_adapter"] = f"{len(state)} tensors -> T2IAdapter (full_adapter)"
+    (staging / "conversion.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
+    staging.rename(out)
+    return report
+
+
 def _video_unet_from(unet_config: dict[str, Any], state: dict[str, torch.Tensor], dtype: torch.dtype | None
                      ) -> VideoUNet:
     model = _empty_video_unet(unet_config)

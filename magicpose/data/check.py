@@ -44,7 +44,7 @@ KINDS: dict[str, tuple[bool, str]] = {
     "too_few_frames": (False, "video with fewer usable frames than --min-frames (the loader skips it)"),
     "stray_file": (False, "not an image (the loader ignores it)"),
 }
-_DEFAULT_SPLITS = ("train_set", "val_set", "test_set")
+_DEFAULT_SPLITS = ("train_set", "val_set", "test_set", "disco_test_set")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """TikTok-format datasets: (reference, target, target pose) pairs for training, whole videos for evaluation.
 
-Layout (any split name works; `train_set`, `val_set` and `test_set` are the usual ones)::
+Layout (any split name works; `train_set`, `val_set`, `test_set` and the released TikTok-v4's `disco_test_set` are the
+usual ones)::
 
     ROOT/<split>/<video>/<frame>.{png,jpg}        frames
     ROOT/pose_map_<split>/<video>/<frame>.png     pose maps, paired with frames by file-name STEM
@@ -132,6 +133,27 @@ def split_problem(root: str | Path, split: str) -> tuple[Path, str] | None:
 def no_videos_reason(min_frames: int) -> str:
     """Why a split without a single usable video cannot be trained on (shared with check-data)."""
     return f"no video has {min_frames} or more frames with pose maps"
+
+
+AUTO_SPLIT = "auto"
+# The released TikTok-v4's test split is DisCo's `disco_test_set`; `test_set` is the name the README suggests for
+# custom data (and the one the toy world writes).
+TEST_SPLITS = ("disco_test_set", "test_set")
+
+
+def test_split(root: str | Path, split: str | None) -> tuple[str, str | None]:
+    """(the split to use, a line saying how it was found or None). `auto` (or None): the first of `TEST_SPLITS`
+    that `root` has; any other name is used as given (its folders are checked where it is read)."""
+    if split not in (None, AUTO_SPLIT):
+        return split, None
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such dataset folder")
+    for name in TEST_SPLITS:
+        if (root / name).is_dir():
+            return name, f"test split: {name} (the first of {', '.join(TEST_SPLITS)} that {root} has)"
+    raise UserError(f"{root}: no test split ({' or '.join(f'{n}/' for n in TEST_SPLITS)}); name one with --split "
+                    "or data.val_split")
 
 
 def split_dirs(root: str | Path, split: str) -> SplitDirs:

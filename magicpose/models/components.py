@@ -25,7 +25,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from magicpose.config.magicpose import ModelSpec
 from magicpose.errors import UserError
-from magicpose.paths import resolve_path
+from magicpose.paths import first_existing, resolve_path
 
 COMPONENT_NAMES = ("vae", "text_encoder", "tokenizer", "unet", "appearance_unet", "controlnet", "scheduler")
 _DIFFUSERS_MODELS = {
@@ -96,11 +96,13 @@ def cast_components(built: dict[str, Any], dtype: str) -> None:
 
 def local_source(spec: Any, name: str, optional: bool = False) -> Path | None:
     """`paths.<name>`, else `pretrained/<name>`; None when neither is set (or, with `optional`, when the pipeline
-    folder simply has no such subfolder). A path that is set but missing is a `UserError` naming it."""
+    folder simply has no such subfolder). Either may be a list of alternatives (the first that exists wins). A path
+    that is set but missing is a `UserError` naming it; so is an original single-file checkpoint, which the
+    commands convert first (`magicpose.convert.cache.convert_sources`)."""
     if spec.paths.get(name):
-        return _existing_dir(resolve_path(spec.paths[name]), f"model.paths.{name}")
+        return _existing_dir(first_existing(spec.paths[name], f"model.paths.{name}"), f"model.paths.{name}")
     if spec.pretrained:
-        root = _existing_dir(resolve_path(spec.pretrained), "model.pretrained")
+        root = _existing_dir(first_existing(spec.pretrained, "model.pretrained"), "model.pretrained")
         sub = root / name
         if not sub.is_dir():
             if optional:
@@ -123,6 +125,10 @@ def component_config_dir(spec: Any, name: str) -> Path:
 
 
 def _existing_dir(path: Path, what: str) -> Path:
+    if path.is_file():
+        raise UserError(f"{path}: an original checkpoint file ({what}); the magicpose commands convert it on first "
+                        "use; from Python call magicpose.convert.cache.convert_sources(spec) first, or convert it "
+                        "once with `magicpose convert`")
     if not path.is_dir():
         raise UserError(f"{path}: no such folder ({what})")
     return path

@@ -6,6 +6,10 @@ shows at most `max_people` people (1), more than `min_body_keypoints` (6) of the
 skeleton bounding box larger than `min_bbox_fraction` (4 %) of the frame. Dropped frames are listed with
 their reason in the printed summary and in `report.json`, never skipped silently.
 
+Pose maps come in two styles (`STYLES`), drawn from the same keypoints: `openpose` (the ControlNet v1.1
+annotator's body + hands + face maps, what MagicPose's ControlNet takes) and `mmpose` (COCO-17 limbs in
+mmpose's colours, what Follow-Your-Pose's released pose adapter takes; `magicpose.pose.mmpose`).
+
 Imports stay torch-free (this runs in `.venv-pose`, which has no torch); backends load lazily.
 """
 
@@ -29,6 +33,7 @@ KEYPOINTS_DIR = "keypoints"
 POSE_MAPS_DIR = "pose_maps"
 REPORT_FILE = "report.json"
 SHOWN_DROPS = 10  # dropped frames listed in the printed summary (report.json lists all)
+STYLES: tuple[str, ...] = ("openpose", "mmpose")
 
 # Why a frame was dropped (stable keys for report.json) -> what the summary calls it.
 REASONS: dict[str, str] = {
@@ -166,6 +171,7 @@ class PoseReport:
     input: str
     backend: str
     rule: PoseFilter
+    style: str = "openpose"
     frames: int = 0
     kept: list[str] = field(default_factory=list)
     dropped: list[dict[str, str]] = field(default_factory=list)  # {"frame", "reason", "detail"}
@@ -182,6 +188,7 @@ class PoseReport:
             "command": self.command,
             "input": self.input,
             "backend": self.backend,
+            "style": self.style,
             "filter": asdict(self.rule),
             "frames": self.frames,
             "kept": len(self.kept),
@@ -249,12 +256,29 @@ def save_png(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path)
 
 
-def write_pose(name: str, pose: PoseFrame, keypoints_dir: Path, maps_dir: Path) -> None:
-    """`keypoints_dir/<name>.json` (OpenPose JSON) and `maps_dir/<name>.png` (body + hands + face map)."""
-    from magicpose.pose.openpose import render_pose, write_keypoints_json
+def check_style(style: str) -> None:
+    if style not in STYLES:
+        raise UserError(f"unknown pose-map style {style!r} (choose from {', '.join(STYLES)})")
+
+
+def render_style(pose: PoseFrame, style: str) -> np.ndarray:
+    """The pose map of `pose` in `style` (a `STYLES` name), RGB uint8 at the frame's size."""
+    check_style(style)
+    if style == "mmpose":
+        from magicpose.pose.mmpose import render_mmpose
+
+        return render_mmpose(pose)
+    from magicpose.pose.openpose import render_pose
+
+    return render_pose(pose)
+
+
+def write_pose(name: str, pose: PoseFrame, keypoints_dir: Path, maps_dir: Path, style: str = "openpose") -> None:
+    """`keypoints_dir/<name>.json` (OpenPose JSON) and `maps_dir/<name>.png` (the pose map in `style`)."""
+    from magicpose.pose.openpose import write_keypoints_json
 
     write_keypoints_json(keypoints_dir / f"{name}.json", pose)
-    save_png(maps_dir / f"{name}.png", render_pose(pose))
+    save_png(maps_dir / f"{name}.png", render_style(pose, style))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -293,20 +317,25 @@ def extract_pose(
     weights: str | Path | None = None,
     rule: PoseFilter | None = None,
     overwrite: bool = False,
+    style: str = "openpose",
 ) -> PoseReport:
-    """Write `out/keypoints/<frame>.json` + `out/pose_maps/<frame>.png` for kept frames and `out/report.json`."""
+    """Write `out/keypoints/<frame>.json` + `out/pose_maps/<frame>.png` for kept frames and `out/report.json`.
+
+    `style` picks the pose maps' look (`STYLES`); the keypoints are the same either way.
+    """
     from magicpose.pose.backends import make_backend
 
+    check_style(style)  # before the (slow) backend loads
     rule = rule or PoseFilter()
     frames = open_frames(source)
     out = Path(out)
     stale = earlier_results(out, overwrite)
-    report = PoseReport("extract-pose", str(frames.path), backend, rule)
+    report = PoseReport("extract-pose", str(frames.path), backend, rule, style)
     with make_backend(backend, weights, command="extract-pose") as model:
         remove(stale)
 
         def keep(name: str, image: np.ndarray, pose: PoseFrame) -> None:
-            write_pose(name, pose, out / KEYPOINTS_DIR, out / POSE_MAPS_DIR)
+            write_pose(name, pose, out / KEYPOINTS_DIR, out / POSE_MAPS_DIR, style)
 
         run_poses(frames, len(frames.names), model, rule, keep, report)
     report.write(out / REPORT_FILE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ class TrainedWeights(pl.Callback):
         return target
 
 
+class SampleWarning(UserWarning):
+    """Validation samples during training are off (no sample split) or failed (the run goes on)."""
+
+
 class SampleClip(pl.Callback):
     """Every `every` steps on rank 0: animate the first frames of one held-out clip and log a grid
     (reference | pose | generated | ground truth) to TensorBoard and an mp4 to `samples/`."""
@@ -58,23 +63,33 @@ class SampleClip(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module: Any, *args: Any) -> None:
         step = trainer.global_step
         if self.every and step % self.every == 0 and step > 0 and trainer.is_global_zero:
-            self.sample(trainer, module, step)
+            was_training = module.training
+            try:
+                self.sample(trainer, module, step)
+            except Exception as err:  # a sample is a by-product: never the reason a long run dies, never silent
+                self.every = 0
+                reason = (str(err).strip().splitlines() or [""])[0]
+                warnings.warn(f"sample clip at step {step} failed, no more sample clips this run: "
+                              f"{type(err).__name__}: {reason}", SampleWarning, stacklevel=1)
+            finally:
+                module.train(was_training)
 
     @torch.no_grad()
     def sample(self, trainer: pl.Trainer, module: Any, step: int) -> None:
         from magicpose.media import write_video
 
-        was_training = module.training
         module.eval()
         pipe = module.pipeline()
         clip, inf = self.clip, self.inference
         poses = clip["pose_pixel_values"].to(module.device)
+        side = clip["pixel_values"].shape[-1]  # data.size: the model's default size may differ
         generated = pipe(
             _to_pil(clip["ref_pixel_values"], signed=True),
             poses if module.model.controlnet is not None else None,
             num_frames=None if module.model.controlnet is not None else poses.shape[0],
             num_inference_steps=inf.steps, guidance_scale=inf.guidance_scale, guidance_mode=inf.guidance_mode,
-            frames_per_batch=inf.frames_per_batch, generator=torch.Generator(module.device).manual_seed(inf.seed),
+            height=side, width=side, frames_per_batch=inf.frames_per_batch,
+            generator=torch.Generator(module.device).manual_seed(inf.seed),
             output_type="np",
         ).frames[0]
         rows = [
@@ -87,7 +102,6 @@ class SampleClip(pl.Callback):
             experiment.add_image("val/ref_pose_generated_gt", grid, step, dataformats="HWC")
         frames = [(row * 255).round().astype(np.uint8) for row in rows]
         write_video(self.folder / f"step-{step:07d}.mp4", frames, fps=inf.fps)
-        module.train(was_training)
 
 
 class Throughput(pl.Callback):

@@ -79,10 +79,12 @@ def training_module(config: AnyFitConfig) -> type[DiffusionTraining]:
 def run_fit(config: AnyFitConfig, resume: bool = False) -> Path:
     """Train one stage of either system; the run folder gets config.yaml, checkpoints/, weights/step-N/, tb/,
     samples/ (MagicPose) and, at the end, pipeline/."""
+    from magicpose.convert.cache import convert_sources
     from magicpose.training.callbacks import Throughput, TrainedWeights
 
     cls = training_module(config)
     cls.check_data(config)
+    config.model = convert_sources(config.model)  # the originals' single files, converted once into a cache
     run_dir, ckpt = prepare_run_dir(config, resume)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     module = cls(config)

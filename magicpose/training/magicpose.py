@@ -14,6 +14,7 @@ Batch (see `magicpose.data.tiktok.TikTokPairDataset`): `pixel_values` b 3 H W in
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from diffusers.training_utils import EMAModel, compute_snr
+from pytorch_lightning.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 from magicpose.config import FitConfig
-from magicpose.data.tiktok import TikTokPairDataset, TikTokVideoDataset
+from magicpose.data.tiktok import TikTokPairDataset, TikTokVideoDataset, test_split
 from magicpose.errors import UserError
 from magicpose.models.components import build_components, unet_scale_factor, vae_scale_factor
 from magicpose.models.magicpose import MagicPoseModel
@@ -179,15 +181,22 @@ def make_train_loader(config: FitConfig, rank: int, world_size: int, global_step
 
 
 def sample_clip(config: FitConfig) -> dict[str, Any] | None:
-    """The first frames of the validation split's first video, or None (no split, or sampling off)."""
+    """The first frames of the sample split's first video, or None: sampling off, or no such split (said once, at
+    fit start, with the reason; training still runs)."""
+    from magicpose.training.callbacks import SampleWarning
+
     data = config.data
     if not data.val_split or not config.train.sample_every:
         return None
     try:
-        videos = TikTokVideoDataset(data.root, data.val_split, size=data.size, resize_mode=data.resize_mode,
-                                    max_frames=8)
-    except UserError:
-        return None  # no validation split: training still runs, without sample clips
+        split, found = test_split(data.root, data.val_split)
+        videos = TikTokVideoDataset(data.root, split, size=data.size, resize_mode=data.resize_mode, max_frames=8)
+    except UserError as err:
+        rank_zero_warn(f"no sample clips during training (data.val_split={data.val_split}): {err}; set "
+                       "data.val_split=null to train without them", category=SampleWarning)
+        return None
+    if found and rank_zero_only.rank == 0:
+        print(f"sample clips: {found}", file=sys.stderr)
     return videos[0]
 
 

@@ -1,0 +1,134 @@
+"""The originals' recipes, run as docs/migrating.md writes them, on tiny synthetic files with the released names in
+the released layouts (a checkout in a temporary folder: our scripts and configs, the files in pretrained_weights/,
+TikTok-v4 with its disco_test_set). Only tiny-model overrides are appended to each command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+import torch
+
+from magicpose.convert.testing import original_state_dict
+from magicpose.original_names import ORIGINAL_NAMES
+
+from .conftest import REPO, tiny_spec
+
+DOC = (REPO / "docs" / "migrating.md").read_text()
+# the released models are SD-sized; these make the same commands run the tiny models on a CPU in seconds
+TINY_MODEL = ["model.components=configs/models/tiny", "model.dtype=float32", "device=cpu"]
+TINY_FIT = ["model.components=configs/models/tiny", "data.size=32", "data.batch_size=2", "data.num_workers=0",
+            "train.max_steps=1", "train.sample_every=1", "train.checkpoint_every=1", "train.log_every=1",
+            "inference.steps=2", "inference.size=32", "trainer.accelerator=cpu", "trainer.devices=1"]
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """The MagicDance release's files (tiny, random, the released key layouts) and TikTok-v4 as released."""
+    from magicpose.models.components import build_components
+    from magicpose.toy import generate_toy_dataset
+
+    root = tmp_path_factory.mktemp("release")
+    models = build_components(tiny_spec())
+    for name, layout in (("control_sd15_ini.ckpt", "init"), ("control_v11p_sd15_openpose.pth", "controlnet"),
+                         ("model_state-10000.th", "stage1"), ("model_state-110000.th", "stage2")):
+        torch.save(original_state_dict(models, layout), root / name)
+    data = root / "TikTok-v4"
+    generate_toy_dataset(data, videos=2, test_videos=1, frames=3, size=32, seed=0)
+    for folder in sorted(data.glob("*test_set")):
+        folder.rename(folder.with_name(folder.name.replace("test_set", "disco_test_set")))
+    return root
+
+
+@pytest.fixture
+def checkout(release, tmp_path):
+    """A fresh checkout: our code, scripts and configs, the released files in pretrained_weights/ (no conversion
+    cache yet), TikTok-v4 in dataset/, the shipped examples."""
+    root = tmp_path / "MagicPose"
+    root.mkdir()
+    for name in ("magicpose", "scripts", "configs", ".venv", "example_data", "pose_example"):
+        if (REPO / name).exists():
+            (root / name).symlink_to(REPO / name)
+    (root / "pretrained_weights").mkdir()
+    for file in release.glob("*.*"):
+        (root / "pretrained_weights" / file.name).symlink_to(file)
+    (root / "dataset").mkdir()
+    (root / "dataset" / "TikTok-v4").symlink_to(release / "TikTok-v4")
+    return root
+
+
+def _doc_command(pattern: str) -> list[str]:
+    """The (longest: ours, not the original's) command of docs/migrating.md that starts with `pattern`, as words."""
+    found = re.findall(r"`(" + re.escape(pattern) + r"[^`]*)`", DOC)
+    assert found, f"docs/migrating.md has no command starting with {pattern!r}"
+    return max(found, key=len).split()
+
+
+def _run(root, words, *extra):
+    env = {k: v for k, v in os.environ.items() if k != "MAGICPOSE_CACHE"}
+    res = subprocess.run([*words, *extra], cwd=root, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _conversions(stderr: str) -> list[str]:
+    return re.findall(r"converting (?:\S+/)?pretrained_weights/(\S+) \(", stderr)
+
+
+def test_stage1_from_control_sd15_ini(checkout):
+    res = _run(checkout, _doc_command("bash scripts/appearance_control_pretraining.sh"), *TINY_FIT)
+    assert _conversions(res.stderr) == ["control_sd15_ini.ckpt"]  # once, for the three SD parts
+    run = checkout / "runs" / "appearance_control_pretraining"
+    assert (run / "pipeline" / "appearance_unet").is_dir() and list((run / "samples").glob("*.mp4"))
+    assert "sample clips: test split: disco_test_set" in res.stderr
+
+
+def test_stage2_from_model_state_10000_and_the_openpose_controlnet(checkout):
+    res = _run(checkout, _doc_command("bash scripts/appearance_disentangle_pose_control.sh"), *TINY_FIT)
+    assert sorted(_conversions(res.stderr)) == ["control_sd15_ini.ckpt", "control_v11p_sd15_openpose.pth",
+                                                "model_state-10000.th"]
+    assert (checkout / "runs" / "magicdance" / "pipeline" / "controlnet").is_dir()
+
+
+def test_any_image_inference_from_model_state_110000(checkout):
+    words = _doc_command("bash scripts/inference_any_image_pose.sh")
+    res = _run(checkout, words, "--size", "32", "--steps", "2", *TINY_MODEL)
+    assert _conversions(res.stderr) == ["model_state-110000.th"]
+    out = checkout / "outputs" / "animate" / "astronaut_001"
+    assert len(list((out / "frames").glob("*.png"))) == len(list((checkout / words[3]).glob("*.png")))
+
+
+def test_test_set_inference_and_the_reported_evaluation(checkout):
+    _run(checkout, _doc_command("bash scripts/inference_tiktok_dataset.sh"), "--size", "32", "--steps", "2",
+         "--no-progress", *TINY_MODEL)
+    out = checkout / "outputs" / "tiktok_test"
+    assert json.loads((out / "infer.json").read_text())["settings"]["split"] == "disco_test_set"
+    assert len(list((out / "gt_recon").rglob("*.png"))) == 3
+    words = _doc_command("bash scripts/evaluate_tiktok.sh outputs/tiktok_test --gt")
+    _run(checkout, words, "--metrics", "l1", "ssim", "psnr", "--no-progress", "--device", "cpu")
+    metrics = json.loads((checkout / words[words.index("--out") + 1]).read_text())
+    assert metrics["settings"]["frame_size"] == 512 and list(metrics["protocols"]) == ["disco"]
+    assert metrics["gt"].endswith("outputs/tiktok_test/gt_recon") and metrics["counts"]["frames"] == 3
+
+
+def test_every_original_name_is_in_the_guide_and_named_by_the_errors(capsys):
+    from magicpose.cli import main
+
+    quoted = " ".join(re.findall(r"`[^`]*`", DOC))
+    missing = [name for name in ORIGINAL_NAMES if not re.search(rf"[`\-.]{name}\b", quoted)]
+    assert not missing, missing
+    with pytest.raises(SystemExit):
+        main(["animate", "-c", "configs/magicpose/tiny.yaml", "--reference", "a.png", "--poses", "p", "--out", "o",
+              "--control_mode", "balance"])
+    assert "'--control_mode' is the original's name; here: inference.guidance_mode" in capsys.readouterr().err
+    assert main(["animate", "-c", "configs/magicpose/tiny.yaml", "--reference", "a.png", "--poses", "p", "--out",
+                 "o", "img_bin_limit=all"]) == 1
+    assert "unknown key 'img_bin_limit': 'img_bin_limit' is the original's name; here: data.max_frame_distance" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fyp-sample", "-c", "configs/followyourpose/tiny.yaml", "--prompt", "x", "--skeleton_path", "a.mov",
+              "--out", "o"])
+    assert "'--skeleton_path' is the original's name; here: --skeleton" in capsys.readouterr().err
