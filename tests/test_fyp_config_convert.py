@@ -8,7 +8,7 @@ import pytest
 
 from magicpose.cli import main
 from magicpose.config import FypConfig, FypFitConfig, load_config
-from magicpose.config.original_fyp import DEFAULT_PIPELINE, convert_original
+from magicpose.config.original_fyp import DEFAULT_PIPELINE, convert_original, needs_manual_conversion
 
 from .conftest import REPO
 
@@ -30,7 +30,7 @@ def test_pose_train_yaml_converts_to_a_loadable_stage2_config(tmp_path, capsys):
     out = tmp_path / "configs/pose_train.yaml"
     unmapped, stdout = _convert("pose_train.yaml", out, capsys)
     assert unmapped == TRAIN_UNMAPPED
-    assert "magicpose convert followyourpose --checkpoint checkpoints/followyourpose_checkpoint-1000" in stdout
+    assert "pose_adapter: the released adapter" in stdout and "weights:" not in stdout  # converted on first use
     config = load_config([out], schema=FypFitConfig)
     train, data, inf = config.train, config.data, config.inference
     assert (train.stage, train.lr, train.max_steps, train.checkpoint_every, train.seed) == (2, 3e-5, 5000, 1000, 33)
@@ -43,7 +43,7 @@ def test_pose_train_yaml_converts_to_a_loadable_stage2_config(tmp_path, capsys):
     assert (inf.frames, inf.steps, inf.guidance_scale, inf.size, inf.seed) == (24, 50, 12.5, 512, 33)
     assert config.trainer.precision == "32-true" and config.run_dir == "outputs/followyourpose"
     assert config.model.paths["unet"] == "checkpoints/stable-diffusion-v1-4/unet"
-    assert config.model.paths["pose_adapter"] == f"{DEFAULT_PIPELINE}/pose_adapter"
+    assert config.model.paths["pose_adapter"] == [f"{DEFAULT_PIPELINE}/pose_adapter", "checkpoints/pose_encoder.pth"]
     assert train.weight_decay == 1e-2  # what the original did not set comes from stage2.yaml
 
 
@@ -53,12 +53,13 @@ def test_pose_sample_yaml_converts_to_a_loadable_inference_config(tmp_path, caps
     assert unmapped == {"output_dir", "validation_data.use_inv_latent", "validation_data.num_inv_steps",
                         "validation_data.dataset_set", "train_batch_size", "validation_steps",
                         "gradient_checkpointing", "enable_xformers_memory_efficient_attention"}
-    assert "--sd checkpoints/stable-diffusion-v1-4" in stdout
+    assert "converted once on first use" in stdout and "weights:" not in stdout
     config = load_config([out], schema=FypConfig)
     inf = config.inference
     assert inf.prompts == ["Iron man on the beach", "Stormtrooper on the sea", "Astronaut on the beach"]
     assert (inf.frames, inf.stride, inf.steps, inf.guidance_scale, inf.size, inf.seed) == (32, 5, 50, 12.5, 512, 33)
-    assert config.model.pretrained == DEFAULT_PIPELINE and config.model.dtype == "float32"
+    assert config.model.pretrained == [DEFAULT_PIPELINE, "checkpoints/followyourpose_checkpoint-1000"]
+    assert config.model.dtype == "float32"
     assert main(["convert", "fyp-config", str(FIXTURES / "pose_sample.yaml"), "--out", str(out)]) == 1  # kept
 
 
@@ -81,7 +82,10 @@ def test_mapping_rules():
                              "typo_key": 1}, out, pipeline="PIPE")
     assert conv.kind == "train" and conv.config["trainer"]["precision"] == "16-mixed"
     assert conv.config["train"]["betas"] == [0.8, 0.999]
-    assert conv.config["model"]["paths"]["unet"] == "PIPE/unet"  # resuming: the converted release's UNet
+    paths = conv.config["model"]["paths"]
+    assert paths["unet"] == ["PIPE/unet", "ckpt/checkpoint-500"] and paths["vae"] == "sd/vae"  # the released UNet
+    assert paths["pose_adapter"] == ["PIPE/pose_adapter", "ckpt/checkpoint-500"]
+    assert needs_manual_conversion(conv)  # sd is not beside the checkpoint: the command is printed
     assert dict(conv.unmapped) == {
         "train_data.width": "ours makes square frames; set data.size",
         "train_data.height": "ours makes square frames; set data.size",
@@ -92,6 +96,8 @@ def test_mapping_rules():
     assert "--checkpoint ckpt/checkpoint-500 --pose-encoder ckpt/pose_encoder.pth --sd sd" in \
         conv.convert_weights_command()
     sample = convert_original({"validation_data": {"prompts": ["a"]}, "mixed_precision": "bf16"}, out, pipeline="P")
-    assert sample.kind == "sample" and sample.config["model"] == {"pretrained": "P", "dtype": "bfloat16"}
+    assert sample.kind == "sample" and sample.config["model"] == {
+        "pretrained": ["P", "pretrained_weights/followyourpose_checkpoint-1000"], "dtype": "bfloat16"}
+    assert not needs_manual_conversion(sample)
     base = (out.parent.resolve() / sample.config["base"]).resolve()  # relative to the written file
     assert base == (REPO / "configs/followyourpose/inference.yaml").resolve()

@@ -108,7 +108,7 @@ def _add_fyp_config(sub: argparse._SubParsersAction) -> None:
                               "--out configs/my_pose_train.yaml\n  magicpose fit -c configs/my_pose_train.yaml\n"
                               "  magicpose convert fyp-config FollowYourPose/configs/pose_sample.yaml --out "
                               "configs/my_pose_sample.yaml\n  magicpose fyp-sample -c configs/my_pose_sample.yaml "
-                              "--skeleton pose_example/vis_ikun_pose2.mov --out outputs/fyp",
+                              "--skeleton pose_example/dance_001.mp4 --out outputs/fyp",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("original", type=Path, metavar="ORIGINAL.yaml", help="the original's YAML")
     q.add_argument("--out", required=True, type=Path, help="our YAML to write")
@@ -125,7 +125,7 @@ def _cmd_fyp_config(args: argparse.Namespace) -> int:
 
     from omegaconf import OmegaConf
 
-    from magicpose.config.original_fyp import convert_original, read_original
+    from magicpose.config.original_fyp import convert_original, needs_manual_conversion, read_original
     from magicpose.errors import UserError
     from magicpose.paths import resolve_path
 
@@ -143,9 +143,9 @@ def _cmd_fyp_config(args: argparse.Namespace) -> int:
     if conv.unmapped:
         lines = "\n".join(f"  {key}: {why}" for key, why in conv.unmapped)
         print(f"warning: {len(conv.unmapped)} key(s) of {args.original} not mapped:\n{lines}", file=sys.stderr)
-    if not (resolve_path(args.pipeline) / "unet").is_dir():
-        print(f"weights: {args.pipeline} does not exist yet; convert the release once:\n  "
-              f"{conv.convert_weights_command()}")
+    if needs_manual_conversion(conv) and not (resolve_path(args.pipeline) / "unet").is_dir():
+        print(f"weights: {conv.weights['checkpoint']} and {conv.weights['sd']} are not side by side as released; "
+              f"convert them once:\n  {conv.convert_weights_command()}")
     return 0
 
 

@@ -188,28 +188,37 @@ def _clean(path: Any) -> str:
 
 # ----- keys that need more than a renaming ---------------------------------------------------------------------
 def _weights(conv: Conversion, flat: dict[str, Any], pipeline: str) -> None:
-    """SD-1.4 (`pretrained_model_path`) and the release (`resume_from_checkpoint`): the converted pipeline folder
-    for sampling; SD's parts + the release's adapter for training, or the converted UNet when resuming."""
+    """SD-1.4 (`pretrained_model_path`) and the release (`resume_from_checkpoint`, else the released folder beside
+    SD). Each released file is named as a second choice after its part of `pipeline` (the first that exists is used;
+    a released file converts once on first use, see `magicpose.convert.cache`)."""
     sd = _clean(flat.get("pretrained_model_path", "pretrained_weights/stable-diffusion-v1-4"))
     resume = flat.get("resume_from_checkpoint")
-    checkpoint = _clean(resume) if resume and resume != "latest" else str(Path(sd).parent / CHECKPOINT_NAME)
-    conv.weights = {"sd": sd, "checkpoint": checkpoint, "pose_encoder": str(Path(checkpoint).parent / "pose_encoder.pth"),
-                    "pipeline": pipeline}
+    from_release = bool(resume) and resume != "latest"
+    checkpoint = _clean(resume) if from_release else str(Path(sd).parent / CHECKPOINT_NAME)
+    encoder = str(Path(checkpoint).parent / "pose_encoder.pth")
+    conv.weights = {"sd": sd, "checkpoint": checkpoint, "pose_encoder": encoder, "pipeline": pipeline}
     if resume == "latest":
         conv.unmapped.append(("resume_from_checkpoint", "the original's accelerate states cannot resume here; "
                                                         "continue our own runs with `magicpose fit --resume`"))
     if conv.kind == "sample":
-        conv.set("model.pretrained", pipeline)
+        conv.set("model.pretrained", [pipeline, checkpoint])
+        conv.notes.append(f"model.pretrained: {pipeline} if converted, else {checkpoint} (converted once on first use, "
+                          "with stable-diffusion-v1-4/ and pose_encoder.pth beside it)")
         return
-    from_release = bool(resume) and resume != "latest"
     for part in SD_PARTS:
-        conv.set(f"model.paths.{part}", f"{pipeline}/{part}" if from_release else f"{sd}/{part}")
-    conv.set("model.paths.pose_adapter", f"{pipeline}/pose_adapter")
-    conv.notes.append("model.paths.pose_adapter: the released adapter, converted (the original loaded "
-                      "pose_encoder.pth in its UNet constructor)")
-    if from_release:
-        conv.notes.append("resume_from_checkpoint: training starts from the converted release weights; its optimizer "
+        conv.set(f"model.paths.{part}", f"{sd}/{part}")
+    if from_release:  # the released UNet (temporal layers trained) instead of SD's
+        conv.set("model.paths.unet", [f"{pipeline}/unet", checkpoint])
+        conv.notes.append("resume_from_checkpoint: training starts from the released UNet (converted); its optimizer "
                           "state and step count are not carried over")
+    conv.set("model.paths.pose_adapter", [f"{pipeline}/pose_adapter", checkpoint if from_release else encoder])
+    conv.notes.append("model.paths.pose_adapter: the released adapter, as the original (its UNet constructor loaded "
+                      "pose_encoder.pth); used for validation videos and kept in the exported pipeline")
+
+
+def needs_manual_conversion(conv: Conversion) -> bool:
+    """True when the first-use conversion cannot find SD beside the released checkpoint (the release's layout)."""
+    return Path(conv.weights["sd"]).parent != Path(conv.weights["checkpoint"]).parent
 
 
 def _precision(conv: Conversion, flat: dict[str, Any]) -> set[str]:
