@@ -1,7 +1,8 @@
-"""Resolving the relative paths written in configs."""
+"""Resolving the relative paths written in configs, and naming output files after prompts."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from magicpose.errors import UserError
@@ -43,3 +44,10 @@ def first_existing(value: str | Path | list | tuple | None, what: str) -> Path |
         return resolved[0]  # the caller's own "no such folder" error names it
     raise UserError(f"{what}: none of these exists: {', '.join(str(p) for p in resolved)} (where the weights go: "
                     "pretrained_weights/README.md)")
+
+
+def prompt_file_stem(index: int, prompt: str, max_chars: int = 40) -> str:
+    """`NN_slug` for the file of the video of one prompt among several, e.g. `01_iron_man_on_the_beach`: the index
+    keeps names unique and in prompt order; the slug is lower-case ASCII letters, digits and `_` only."""
+    slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:max_chars].rstrip("_")
+    return f"{index:02d}_{slug or 'prompt'}"

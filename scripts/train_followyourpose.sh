@@ -4,6 +4,8 @@
 # stage1: the pose adapter on TikTok-format pose-image pairs (configs/followyourpose/stage1.yaml, data.root);
 # stage2: text-to-video on clips + captions (stage2.yaml, data.captions), keeping stage 1's adapter for sampling;
 # both (default): stage 1, then stage 2. key=value arguments go to both stages (e.g. trainer.devices=4).
+# Stage 2 takes stage 1's adapter (FYP_RUNS-stage1/pipeline/pose_adapter) unless model.paths.pose_adapter=,
+# model.pretrained= or model.with_pose_adapter= is given.
 # FYP_TRAINER: trainer preset (default configs/trainer/ddp_8gpu.yaml; configs/trainer/single_gpu.yaml: one GPU).
 # FYP_RUNS: run folders FYP_RUNS-stage1 / FYP_RUNS-stage2 (default runs/fyp).
 # FYP_TINY=1: the tiny CPU configs on the toy world (made if missing): a smoke run of both stages on a laptop.
@@ -33,11 +35,15 @@ if [ "$what" != stage2 ]; then
     "${overrides[@]+"${overrides[@]}"}"
 fi
 if [ "$what" != stage1 ]; then
-  adapter=$runs-stage1/pipeline/pose_adapter
-  if [ ! -d "$adapter" ]; then
+  # stage 1's adapter, unless the command line says where the adapter comes from (then Python checks that)
+  adapter=$runs-stage1/pipeline/pose_adapter; use_adapter=("model.paths.pose_adapter=$adapter")
+  for arg in "${overrides[@]+"${overrides[@]}"}"; do
+    case "$arg" in model.paths.pose_adapter=*|model.pretrained=*|model.with_pose_adapter=*) use_adapter=() ;; esac
+  done
+  if [ ${#use_adapter[@]} -gt 0 ] && [ ! -d "$adapter" ]; then
     echo "error: $adapter: no stage-1 pose adapter (run stage1 first, or pass model.paths.pose_adapter=DIR)" >&2
     exit 1
   fi
   "$PY" -m magicpose fit "${s2[@]}" "${flags[@]+"${flags[@]}"}" "run_dir=$runs-stage2" \
-    "model.paths.pose_adapter=$adapter" "${overrides[@]+"${overrides[@]}"}"
+    "${use_adapter[@]+"${use_adapter[@]}"}" "${overrides[@]+"${overrides[@]}"}"
 fi

@@ -76,3 +76,63 @@ def test_txt2video_script_names_the_missing_weights(tmp_path):
     assert res.returncode == 1
     assert f"{tmp_path}/FYP/" in res.stderr and "followyourpose_checkpoint-1000" in res.stderr
     assert "magicpose convert followyourpose" in res.stderr
+
+
+def test_several_prompts_one_video_each_named_after_the_prompt(tmp_path):
+    from PIL import Image
+
+    poses = tmp_path / "poses"
+    poses.mkdir()
+    for i in range(3):
+        stick_pose(i, 32).save(poses / f"{i}.png")
+    common = ["--skeleton", str(poses), "--frames", "3", "--stride", "1", "--steps", "1"]
+    several, single = tmp_path / "several", tmp_path / "single"
+    prompts = ["Iron man on the beach!", "a robot, dancing"]
+    assert main(["fyp-sample", "-c", str(TINY), *common, "--out", str(several),
+                 f"inference.prompts=[{prompts[0]!r},{prompts[1]!r}]"]) == 0  # from the config
+    stems = ["00_iron_man_on_the_beach", "01_a_robot_dancing"]
+    for stem in stems:
+        assert count_frames(several / f"{stem}.mp4") == 3 and (several / f"{stem}.gif").is_file()
+        assert len(list((several / "frames" / stem).glob("*.png"))) == 3
+    assert count_frames(several / "grid.mp4") == 3 and not (several / "video.mp4").exists()
+    record = json.loads((several / "run.json").read_text())
+    assert record["prompts"] == prompts and record["videos"] == [f"{s}.mp4" for s in stems]
+    # the second prompt's video is what a run for it alone makes (same seed), and the prompts differ in output
+    assert main(["fyp-sample", "-c", str(TINY), *common, "--out", str(single), "--prompt", prompts[1]]) == 0
+    alone = np.asarray(Image.open(single / "frames/0000.png"))
+    assert np.array_equal(alone, np.asarray(Image.open(several / "frames" / stems[1] / "0000.png")))
+    assert not np.array_equal(alone, np.asarray(Image.open(several / "frames" / stems[0] / "0000.png")))
+    assert json.loads((single / "run.json").read_text())["prompt"] == prompts[1]
+
+
+def test_prompts_to_sample_precedence():
+    from magicpose.commands.fyp_sample import prompts_to_sample
+    from magicpose.config import FypConfig, load_config
+
+    config = load_config([TINY], ["inference.prompts=[a,b]", "inference.prompt=c"], schema=FypConfig)
+    assert prompts_to_sample(["x", "y"], config) == ["x", "y"] and prompts_to_sample(["x"], config) == "x"
+    assert prompts_to_sample(None, config) == ["a", "b"]
+    config.inference.prompts = []
+    assert prompts_to_sample(None, config) == "c"
+    config.inference.prompt = ""
+    with pytest.raises(UserError, match="no prompt: pass --prompt"):
+        prompts_to_sample(None, config)
+
+
+def test_txt2video_script_falls_back_to_checkpoints_and_says_so(tmp_path):
+    """pretrained_weights/ is the place; the original README's checkpoints/ still works, with a note on stderr."""
+    import shutil
+    import subprocess
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts/txt2video.sh", tmp_path / "scripts")  # the script works from its checkout's root
+    env = {"PATH": "/usr/bin:/bin"}
+    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", "dance.mp4"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 1 and "pretrained_weights/followyourpose_checkpoint-1000/pytorch_model.bin" in res.stderr
+    for folder in ("followyourpose_checkpoint-1000", "stable-diffusion-v1-4"):
+        (tmp_path / "checkpoints" / folder).mkdir(parents=True)
+    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", "dance.mp4"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env)
+    assert "note: the release is in checkpoints/" in res.stderr
+    assert "converting checkpoints/followyourpose_checkpoint-1000 into pretrained_weights/FollowYourPose" in res.stderr

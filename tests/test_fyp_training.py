@@ -128,3 +128,60 @@ def test_gradient_checkpointing_keeps_pose_and_temporal_layers(data, tmp_path):
     (plain_loss, plain), (ckpt_loss, ckpt) = results
     assert torch.allclose(plain_loss, ckpt_loss, atol=1e-6) and plain.keys() == ckpt.keys()
     assert all(torch.allclose(plain[n], ckpt[n], atol=1e-5) for n in plain)
+
+
+def test_fit_writes_validation_videos_every_sample_every_steps(data, tmp_path, recwarn):
+    from magicpose.media import count_frames
+
+    run = tmp_path / "run"
+    skeleton = sorted((data["root"] / "pose_map_train_set").iterdir())[0]  # a folder of pose images
+    argv = ["fit", "-c", str(STAGE2), f"run_dir={run}", f"data.captions={data['captions']}", "train.max_steps=2",
+            "train.sample_every=2", "train.sample_prompts=[a robot dancing,Iron man on the beach]",
+            f"train.sample_skeleton={skeleton}", "inference.frames=2", "inference.stride=2", "inference.steps=1"]
+    assert main(argv) == 0
+    assert [p.name for p in (run / "samples").iterdir()] == ["step-0000002"]  # every 2 steps, not at step 1
+    folder = run / "samples/step-0000002"
+    assert sorted(p.name for p in folder.iterdir()) == ["00_a_robot_dancing.mp4", "01_iron_man_on_the_beach.mp4"]
+    assert count_frames(folder / "00_a_robot_dancing.mp4") == 2
+    assert not [w for w in recwarn if type(w.message).__name__ == "SampleWarning"]  # with the skeleton, no problem
+
+
+def test_sampling_problems_are_one_warning_and_never_stop_training(data, tmp_path):
+    run = tmp_path / "run"
+    argv = ["fit", "-c", str(STAGE2), f"run_dir={run}", f"data.captions={data['captions']}", "train.max_steps=2",
+            "train.sample_every=1", "train.sample_prompts=[x]", f"train.sample_skeleton={tmp_path}/missing.mp4",
+            "inference.frames=2", "inference.steps=1", "inference.context_length=2",
+            "inference.context_overlap=2"]  # an overlap as long as the window: the pipeline refuses it
+    with pytest.warns(UserWarning) as caught:
+        assert main(argv) == 0
+    messages = [str(w.message) for w in caught if type(w.message).__name__ == "SampleWarning"]
+    assert len(messages) == 2, messages  # the skeleton (then pose-free), and the first failure (then off)
+    assert "missing.mp4: no such file or folder; validation samples are pose-free" in messages[0]
+    assert "validation samples at step 1 failed" in messages[1] and "sampling is off" in messages[1]
+    assert (run / "pipeline/unet").is_dir() and not list((run / "samples").glob("*"))
+
+
+def test_sample_every_without_prompts_is_a_warning_not_silence():
+    from magicpose.config import FypInferenceConfig, FypTrainConfig
+    from magicpose.training.fyp_samples import SampleWarning, sample_callbacks
+
+    assert sample_callbacks("run", FypTrainConfig(sample_every=0, sample_prompts=["x"]), FypInferenceConfig()) == []
+    with pytest.warns(SampleWarning, match="train.sample_prompts is empty"):
+        assert sample_callbacks("run", FypTrainConfig(sample_every=5), FypInferenceConfig()) == []
+    (callback,) = sample_callbacks("run", FypTrainConfig(sample_every=5, sample_prompts=["x"]), FypInferenceConfig())
+    assert callback.folder.as_posix() == "run/samples" and callback.every == 5
+
+
+def test_stage2_script_honours_an_adapter_given_on_the_command_line(tmp_path):
+    """The stage-1 adapter check applies only when the command line does not say where the adapter comes from."""
+    import subprocess
+
+    def run(*overrides):
+        return subprocess.run(["bash", "scripts/train_followyourpose.sh", "stage2", *overrides], cwd=REPO,
+                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "FYP_RUNS": str(tmp_path)})
+
+    res = run()
+    assert res.returncode == 1 and "no stage-1 pose adapter" in res.stderr
+    res = run(f"model.paths.pose_adapter={tmp_path}/adapter", "data.frames=twelve")
+    assert res.returncode == 1 and "no stage-1 pose adapter" not in res.stderr
+    assert "magicpose fit: error: command line: bad value for 'data.frames'" in res.stderr  # Python's turn

@@ -73,6 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--overwrite", action="store_true", help="replace existing output files")
     q.set_defaults(func=_cmd_export)
     _add_followyourpose(sub)
+    _add_fyp_config(sub)
 
 
 def _add_followyourpose(sub: argparse._SubParsersAction) -> None:
@@ -95,6 +96,57 @@ def _add_followyourpose(sub: argparse._SubParsersAction) -> None:
                    help="dtype of the written weights (default: as in the checkpoint)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     q.set_defaults(func=_cmd_followyourpose)
+
+
+def _add_fyp_config(sub: argparse._SubParsersAction) -> None:
+    q = sub.add_parser("fyp-config", help="an original Follow-Your-Pose YAML (pose_train / pose_sample) -> our config",
+                       description="configs/pose_train.yaml (training) or configs/pose_sample.yaml (sampling) of the "
+                                   "original Follow-Your-Pose -> a config for `magicpose fit` / `magicpose fyp-sample` "
+                                   "over configs/followyourpose/stage2.yaml / inference.yaml. Every key is mapped or "
+                                   "named in one warning with the reason.",
+                       epilog="examples:\n  magicpose convert fyp-config FollowYourPose/configs/pose_train.yaml "
+                              "--out configs/my_pose_train.yaml\n  magicpose fit -c configs/my_pose_train.yaml\n"
+                              "  magicpose convert fyp-config FollowYourPose/configs/pose_sample.yaml --out "
+                              "configs/my_pose_sample.yaml\n  magicpose fyp-sample -c configs/my_pose_sample.yaml "
+                              "--skeleton pose_example/dance_001.mp4 --out outputs/fyp",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("original", type=Path, metavar="ORIGINAL.yaml", help="the original's YAML")
+    q.add_argument("--out", required=True, type=Path, help="our YAML to write")
+    q.add_argument("--kind", default="auto", choices=["auto", "train", "sample"],
+                   help="auto (default): train when the YAML has training keys (train_data, max_train_steps, ...)")
+    q.add_argument("--pipeline", default="pretrained_weights/FollowYourPose", metavar="DIR",
+                   help="the converted release the config loads (magicpose convert followyourpose --out DIR)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    q.set_defaults(func=_cmd_fyp_config)
+
+
+def _cmd_fyp_config(args: argparse.Namespace) -> int:
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from magicpose.config.original_fyp import convert_original, needs_manual_conversion, read_original
+    from magicpose.errors import UserError
+    from magicpose.paths import resolve_path
+
+    if args.out.exists() and not args.overwrite:
+        raise UserError(f"{args.out}: exists; pass --overwrite to replace it")
+    conv = convert_original(read_original(args.original), args.out, None if args.kind == "auto" else args.kind,
+                            args.pipeline)
+    header = f"# {args.original} (the original Follow-Your-Pose, {conv.kind}), by `magicpose convert fyp-config`\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(header + OmegaConf.to_yaml(OmegaConf.create(conv.ordered())))
+    command = "fit" if conv.kind == "train" else "fyp-sample"
+    print(f"wrote {args.out} (for `magicpose {command} -c {args.out}`)")
+    for note in conv.notes:
+        print(f"  note: {note}")
+    if conv.unmapped:
+        lines = "\n".join(f"  {key}: {why}" for key, why in conv.unmapped)
+        print(f"warning: {len(conv.unmapped)} key(s) of {args.original} not mapped:\n{lines}", file=sys.stderr)
+    if needs_manual_conversion(conv) and not (resolve_path(args.pipeline) / "unet").is_dir():
+        print(f"weights: {conv.weights['checkpoint']} and {conv.weights['sd']} are not side by side as released; "
+              f"convert them once:\n  {conv.convert_weights_command()}")
+    return 0
 
 
 def _cmd_followyourpose(args: argparse.Namespace) -> int:

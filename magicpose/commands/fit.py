@@ -27,10 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from magicpose.config import FypFitConfig, config_system, load_config, schema_for
-    from magicpose.training.fit import run_fit
 
     schema = schema_for(config_system(args.config), "fit")
     config = load_config(args.config, list(args.overrides), schema=schema)
+    from magicpose.training.fit import run_fit  # after the config: its mistakes show before Lightning loads
+
     run_dir = run_fit(config, resume=args.resume)
     if isinstance(config, FypFitConfig):
         print(f"trained; run folder {run_dir} (pipeline for `magicpose fyp-sample`: model.pretrained={run_dir / 'pipeline'})")

@@ -29,6 +29,7 @@ from magicpose.commands.outputs import (
     swap_scheduler,
 )
 from magicpose.errors import UserError
+from magicpose.paths import prompt_file_stem
 
 if TYPE_CHECKING:  # the CLI imports this module at start-up: torch & co. load in the handler
     from PIL import Image
@@ -44,6 +45,9 @@ EPILOG = """examples:
   magicpose fyp-sample -c configs/followyourpose/inference.yaml --prompt "an astronaut dancing" \\
       --video my_dance.mp4 --frames 24 --out out/ --context-length 16   # needs .venv-pose (setup_pose.sh)
 
+several prompts (--prompt A --prompt B, or inference.prompts in the config): one video per prompt, each with the
+seed of a single-prompt run: NN_slug.mp4 / NN_slug.gif (e.g. 00_iron_man_on_the_beach.mp4), frames/NN_slug/,
+grid.mp4 (skeleton | one column per prompt), run.json.
 outputs in --out: frames/NNNN.png, video.mp4, video.gif, grid.mp4 (skeleton | result), run.json (resolved config,
 skeleton frame indices, seed, versions); with --video also skeleton/ (extract-pose's keypoints/, pose_maps/,
 report.json). An existing result is never replaced without --overwrite."""
@@ -58,7 +62,7 @@ FLAGS = {
 
 @dataclass
 class SampleRequest:
-    prompt: str
+    prompt: str | list[str]  # a list: one video per prompt
     skeleton: Path
     out: Path
     overwrite: bool = False
@@ -70,7 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "(Follow-Your-Pose).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(p)
-    p.add_argument("--prompt", required=True, help="what the video shows (inference.prompt)")
+    p.add_argument("--prompt", action="append",
+                   help="what the video shows; repeat for one video per prompt (default: inference.prompts, "
+                        "else inference.prompt)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--skeleton", type=Path, help="skeleton video, or a folder of pose images")
     source.add_argument("--video", type=Path, metavar="RAW.mp4",
@@ -100,14 +106,30 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, OUTPUT_NAMES, args.overwrite)
     config = load_config(args.config, flag_overrides(args, FLAGS) + list(args.overrides), schema=FypConfig)
     check_system(config)
+    prompts = prompts_to_sample(args.prompt, config)
     skeleton = args.skeleton
     if args.video is not None:  # after the config checks: extraction takes a while
         from magicpose.commands.pose_env import extract_skeleton
 
         skeleton = extract_skeleton(args.video, args.out, args.overwrite)
-    record = run_fyp_sample(config, SampleRequest(args.prompt, skeleton, args.out, args.overwrite))
+    record = run_fyp_sample(config, SampleRequest(prompts, skeleton, args.out, args.overwrite))
     print(f"wrote {record['num_frames']} frames to {args.out} in {record['seconds']:.1f} s")
     return 0
+
+
+def prompts_to_sample(flags: list[str] | None, config: FypConfig) -> str | list[str]:
+    """`--prompt` flags, else `inference.prompts`, else `inference.prompt`; one prompt as a str (the single-video
+    outputs), several as a list."""
+    prompts = flags or config.inference.prompts or ([config.inference.prompt] if config.inference.prompt else [])
+    if not prompts:
+        raise UserError("no prompt: pass --prompt TEXT (repeat it for several videos) or set inference.prompts")
+    return prompts[0] if len(prompts) == 1 else list(prompts)
+
+
+def several_output_names(prompts: list[str]) -> tuple[str, ...]:
+    """What a run with several prompts writes into --out."""
+    stems = [prompt_file_stem(i, p) for i, p in enumerate(prompts)]
+    return ("frames", "grid.mp4", "run.json", *(f"{s}{ext}" for s in stems for ext in (".mp4", ".gif")))
 
 
 def skeleton_indices(available: int, frames: int, stride: int, start: int, source: Path) -> list[int]:
@@ -161,7 +183,9 @@ def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
     from magicpose.media import to_square
     from magicpose.pipelines.followyourpose import FollowYourPosePipeline
 
-    check_output_folder(request.out, OUTPUT_NAMES, request.overwrite)
+    prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
+    names = OUTPUT_NAMES if isinstance(request.prompt, str) else several_output_names(prompts)
+    check_output_folder(request.out, names, request.overwrite)
     inf = config.inference
     check_resize_mode(inf.resize_mode)
     skeleton, indices = read_skeleton(request.skeleton, inf.frames, inf.stride, inf.start)
@@ -173,15 +197,21 @@ def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
     if pipe.pose_adapter is None:
         raise UserError("model: this Follow-Your-Pose model has no pose adapter (model.with_pose_adapter is false)")
     skeleton = [to_square(image, inf.size, inf.resize_mode) for image in skeleton]
-    frames = pipe(
-        request.prompt, skeleton, num_inference_steps=inf.steps, guidance_scale=inf.guidance_scale,
+    videos = [pipe(  # one prompt at a time, each from the seed: video k is what a run for prompt k alone makes
+        prompt, skeleton, num_inference_steps=inf.steps, guidance_scale=inf.guidance_scale,
         negative_prompt=inf.negative_prompt, pose_scale=inf.pose_scale, pose_on_uncond=inf.pose_on_uncond,
         context_length=inf.context_length, context_overlap=inf.context_overlap,
         generator=torch.Generator(device=device).manual_seed(inf.seed),
-    ).frames[0]  # the batch's one video
+    ).frames[0] for prompt in prompts]  # the batch's one video
     inputs = {"prompt": request.prompt, "skeleton": str(request.skeleton), "skeleton_frames": indices}
+    if not isinstance(request.prompt, str):
+        inputs = {"prompts": prompts, "videos": [f"{prompt_file_stem(i, p)}.mp4" for i, p in enumerate(prompts)],
+                  **{k: v for k, v in inputs.items() if k != "prompt"}}
     record = run_record("fyp-sample", inputs, len(indices), config, device, time.perf_counter() - started)
-    publish(request.out, OUTPUT_NAMES, lambda staging: _write_outputs(staging, skeleton, frames, inf.fps, record))
+    if isinstance(request.prompt, str):
+        publish(request.out, names, lambda staging: _write_outputs(staging, skeleton, videos[0], inf.fps, record))
+    else:
+        publish(request.out, names, lambda staging: _write_several(staging, skeleton, prompts, videos, inf.fps, record))
     return record
 
 
@@ -198,4 +228,23 @@ def _write_outputs(folder: Path, skeleton: list[Image.Image], frames: list[Image
     write_gif(folder / "video.gif", frames, fps)
     write_video(folder / "grid.mp4", [np.asarray(hstack([pose, frame])) for pose, frame in zip(skeleton, frames)],
                 fps)
+    (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _write_several(folder: Path, skeleton: list[Image.Image], prompts: list[str], videos: list[list[Image.Image]],
+                   fps: float, record: dict) -> None:
+    """One NN_slug.mp4 / .gif and frames/NN_slug/ per prompt; grid.mp4: the skeleton, then one column per prompt."""
+    import numpy as np
+
+    from magicpose.media import hstack, write_gif, write_video
+
+    for index, (prompt, frames) in enumerate(zip(prompts, videos)):
+        stem = prompt_file_stem(index, prompt)
+        (folder / "frames" / stem).mkdir(parents=True)
+        for number, frame in enumerate(frames):
+            frame.save(folder / "frames" / stem / f"{number:04d}.png")
+        write_video(folder / f"{stem}.mp4", frames, fps)
+        write_gif(folder / f"{stem}.gif", frames, fps)
+    rows = [np.asarray(hstack([pose, *row])) for pose, *row in zip(skeleton, *videos)]
+    write_video(folder / "grid.mp4", rows, fps)
     (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -51,6 +51,7 @@ class FypInferenceConfig:
     """How `magicpose fyp-sample` (and validation sampling) makes a video. Defaults: the original's."""
 
     prompt: str = ""
+    prompts: list[str] = field(default_factory=list)  # several videos per run, one per prompt (wins over prompt)
     negative_prompt: str | None = None
     frames: int = 32  # video_length
     stride: int = 5  # skeleton frames 0, 5, 10, ... (the original's frame_skeleton_stride)
@@ -78,13 +79,18 @@ class FypConfig:
 
 @dataclass
 class FypDataConfig:
-    """Stage 1: TikTok-format pose-image pairs (`root`, `train_split`). Stage 2: `captions` (see
-    `magicpose.data.video_caption`)."""
+    """Stage 1: TikTok-format pose-image pairs (`root`, `train_split`), captioned per image (sidecar `<frame>.txt`,
+    `image_captions`, else `prompt`; see `magicpose.data.image_captions`). Stage 2: `layout: captions` reads the
+    `captions` file (`magicpose.data.video_caption`); `layout: hdvila` reads the original's HD-VILA layout, `csv`
+    + videos under `root` (`magicpose.data.hdvila`)."""
 
     root: str = "dataset/TikTok-v4"
     train_split: str = "train_set"
-    prompt: str = ""  # the caption of every stage-1 pair (TikTok-format data has no captions)
+    prompt: str = ""  # the caption of a stage-1 pair that has no caption of its own
+    image_captions: str | None = None  # stage 1: JSON {"video/frame" or "video": caption}
+    layout: str = "captions"  # stage 2: captions (our captions file) or hdvila (the original's CSV + part_N folders)
     captions: str = "dataset/videos/captions.jsonl"
+    csv: str = "caption_rm2048_train.csv"  # layout hdvila: as given if it exists, else under root
     frames: int = 8  # frames per training clip (the paper: 8 consecutive; the released config: 12 at stride 4)
     stride: int = 1
     size: int = 512
@@ -114,6 +120,12 @@ class FypTrainConfig:
     checkpoint_every: int = 1000
     keep_last: int = 3
     log_every: int = 50
+    # Validation videos (rank 0, `<run_dir>/samples/step-N/`): every `sample_every` steps (0: never; the original:
+    # 100), one per prompt, following `sample_skeleton` (a video or frame folder; null: pose-free, as stage 2
+    # trains). Frames, stride, steps, guidance, size and seed come from the `inference:` section.
+    sample_every: int = 0
+    sample_prompts: list[str] = field(default_factory=list)
+    sample_skeleton: str | None = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from magicpose.config import followyourpose, magicpose
+from magicpose.config import followyourpose, magicpose, original_fyp
 from magicpose.errors import UserError
 from magicpose.original_names import original_name_hint
 from magicpose.paths import resolve_path
@@ -83,6 +83,10 @@ def _load_yaml_with_bases(path: Path, seen: tuple[Path, ...]) -> DictConfig:
         raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
     if not isinstance(data, DictConfig):
         raise UserError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
+    signature = original_fyp.original_signature(data)
+    if signature:  # the original's pose_train.yaml / pose_sample.yaml: one conversion, then it loads
+        raise UserError(f"{path}: an original Follow-Your-Pose config ({', '.join(signature)}); convert it once: "
+                        f"magicpose convert fyp-config {path} --out ours.yaml")
     bases = data.pop(BASE_KEY, None)
     if bases is None:
         return data

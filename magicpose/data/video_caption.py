@@ -1,6 +1,7 @@
 """Video clips + captions for Follow-Your-Pose stage 2 (text-to-video fine-tuning, pose optional).
 
-Format: one captions file, `.jsonl` (one JSON object per line) or `.csv` (a header row), paths relative to the file:
+Format (`data.layout: captions`; the original's HD-VILA CSV is `magicpose.data.hdvila`): one captions file, `.jsonl`
+(one JSON object per line) or `.csv` (a header row), paths relative to the file:
 
     {"video": "clips/0001.mp4", "caption": "a man dancing on the beach"}
     {"video": "clips/0002", "caption": "a woman doing yoga", "pose": "poses/0002.mp4"}
@@ -54,6 +55,9 @@ def read_captions(path: str | Path) -> list[Clip]:
     clips = []
     for line, row in rows:
         if not row.get("video") or row.get("caption") is None:
+            if "clip_id" in row or "videoid" in row:
+                raise UserError(f"{path}: an HD-VILA-layout CSV; read it with data.layout=hdvila data.csv={path} "
+                                "data.root=<the folder holding part_<id>/video_clips/>")
             raise UserError(f"{path}:{line}: needs 'video' and 'caption'")
         clip = Clip(path.parent / str(row["video"]), str(row["caption"]),
                     path.parent / str(row["pose"]) if row.get("pose") else None)

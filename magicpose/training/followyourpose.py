@@ -1,18 +1,21 @@
 """Follow-Your-Pose training as a LightningModule (both stages; the stage is a config value).
 
 Stage 1 (pose-conditioned text-to-image, never released by the original): pose-image pairs (TikTok-format folders),
-captions = `data.prompt`; the pose adapter trains, everything else is frozen. Images run through the video UNet
+captioned per image (`magicpose.data.image_captions`: sidecar `<frame>.txt`, `data.image_captions`, else
+`data.prompt`); the pose adapter trains, everything else is frozen. Images run through the video UNet
 as one-frame clips, which equals SD's 2D UNet while the temporal branches are at their zero init (and equals the
 model that is sampled when they are not).
 
-Stage 2 (text-to-video): clips + captions (`magicpose.data.video_caption`); the parameters of the modules whose names
+Stage 2 (text-to-video): clips + captions (`magicpose.data.video_caption`, or the original's HD-VILA CSV layout,
+`magicpose.data.hdvila`, with `data.layout: hdvila`); the parameters of the modules whose names
 end with `train.trainable_modules` train (the original: `attn1.to_q`, `attn2.to_q`, `attn_temp`, `conv_temporal`),
 everything else is frozen. Pose is off by default, as in the original (`train.pose_in_stage2` adds the frozen
 adapter's features of the clip's skeleton).
 
 Fixes over the original recipe: every caption of a batch is used (it took the first one for the whole batch), the
 pose addition survives gradient checkpointing (it lives outside the checkpointed blocks), resumable data order and
-noise from (seed, step, rank), trained-only checkpoints.
+noise from (seed, step, rank), trained-only checkpoints. Validation videos (`train.sample_every`, the original's
+`validation_steps`) come from a callback that never stops training (`magicpose.training.fyp_samples`).
 
 Batches: stage 1 `pixel_values` b 3 H W in [-1, 1], `pose_pixel_values` b 3 H W in [0, 1] (images are run as
 one-frame clips); stage 2 `pixel_values` b f 3 H W, `caption` list of b str, optionally `pose_pixel_values` b f 3 H W.
@@ -25,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -99,18 +103,29 @@ class FollowYourPoseTraining(DiffusionTraining):
     def check_data(config: FypFitConfig) -> None:
         data = config.data
         if config.train.stage == 1:
-            root = resolve_path(data.root)
-            if not root.is_dir():
-                raise UserError(f"{root}: no such dataset folder (data.root: TikTok-format pose-image pairs)")
-            data.root = str(root)
+            data.root = str(_existing(data.root, "data.root: TikTok-format pose-image pairs", folder=True))
+            if data.image_captions:
+                data.image_captions = str(_existing(data.image_captions, "data.image_captions: per-image captions"))
+        elif data.layout == "hdvila":
+            data.root = str(_existing(data.root, "data.root: the folder holding part_<id>/video_clips/", folder=True))
+            csv = resolve_path(data.csv)
+            data.csv = str(_existing(csv if csv.is_file() else Path(data.root) / data.csv,
+                                     "data.csv: the HD-VILA caption CSV, as given or under data.root"))
+            if config.train.pose_in_stage2:
+                raise UserError("train.pose_in_stage2: the HD-VILA layout has no skeletons (data.layout: hdvila)")
+        elif data.layout == "captions":
+            data.captions = str(_existing(data.captions, "data.captions; see docs/followyourpose.md"))
         else:
-            captions = resolve_path(data.captions)
-            if not captions.is_file():
-                raise UserError(f"{captions}: no such captions file (data.captions; see docs/followyourpose.md)")
-            data.captions = str(captions)
+            raise UserError(f"data.layout: {data.layout!r} is not 'captions' or 'hdvila'")
 
     def loader(self, rank: int, world_size: int, global_step: int) -> torch.utils.data.DataLoader:
         return make_fyp_loader(self.config, rank, world_size, global_step)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Validation videos every `train.sample_every` steps (`magicpose.training.fyp_samples`)."""
+        from magicpose.training.fyp_samples import sample_callbacks
+
+        return sample_callbacks(self.config.run_dir, self.config.train, self.config.inference)
 
     # ----- loss ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -174,15 +189,34 @@ def _as_clips(pixels: torch.Tensor) -> torch.Tensor:
 def make_fyp_loader(config: FypFitConfig, rank: int, world_size: int, global_step: int) -> torch.utils.data.DataLoader:
     """This rank's loader, positioned after `global_step` optimizer steps."""
     data, train = config.data, config.train
+    seen = global_step * data.batch_size * train.accumulate_grad_batches
+    return training_loader(fyp_dataset(config), data.batch_size, data.num_workers, rank, world_size, train.seed, seen)
+
+
+def fyp_dataset(config: FypFitConfig) -> torch.utils.data.Dataset:
+    """Stage 1: captioned pose-image pairs; stage 2: clips of the configured layout."""
+    data, train = config.data, config.train
     if train.stage == 1:
+        from magicpose.data.image_captions import CaptionedPairs
         from magicpose.data.tiktok import TikTokPairDataset
 
-        dataset = TikTokPairDataset(data.root, data.train_split, size=data.size, resize_mode=data.resize_mode,
-                                    seed=train.seed)
-    else:
-        from magicpose.data.video_caption import VideoCaptionDataset
+        pairs = TikTokPairDataset(data.root, data.train_split, size=data.size, resize_mode=data.resize_mode,
+                                  seed=train.seed)
+        return CaptionedPairs(pairs, data.prompt, data.image_captions)
+    if data.layout == "hdvila":
+        from magicpose.data.hdvila import HdVilaDataset
 
-        dataset = VideoCaptionDataset(data.captions, frames=data.frames, stride=data.stride, size=data.size,
-                                      resize_mode=data.resize_mode, seed=train.seed, with_pose=train.pose_in_stage2)
-    seen = global_step * data.batch_size * train.accumulate_grad_batches
-    return training_loader(dataset, data.batch_size, data.num_workers, rank, world_size, train.seed, seen)
+        return HdVilaDataset(data.csv, data.root, frames=data.frames, stride=data.stride, size=data.size,
+                             resize_mode=data.resize_mode, seed=train.seed)
+    from magicpose.data.video_caption import VideoCaptionDataset
+
+    return VideoCaptionDataset(data.captions, frames=data.frames, stride=data.stride, size=data.size,
+                               resize_mode=data.resize_mode, seed=train.seed, with_pose=train.pose_in_stage2)
+
+
+def _existing(path: str | Path, what: str, folder: bool = False) -> Path:
+    """`path` resolved (see `resolve_path`), or a `UserError` saying which key names it."""
+    resolved = resolve_path(path)
+    if not (resolved.is_dir() if folder else resolved.is_file()):
+        raise UserError(f"{resolved}: no such {'folder' if folder else 'file'} ({what})")
+    return resolved
