@@ -68,7 +68,8 @@ ORIGINAL_NAMES: dict[str, str] = {
     "n_sample_frames": "data.frames",
     "sample_frame_rate": "data.stride",
     "mixed_precision": "trainer.precision (auto: bf16-mixed on CUDA)",
-    "enable_xformers_memory_efficient_attention": "model.attention=xformers",
+    "enable_xformers_memory_efficient_attention": "model.attention=xformers (MagicPose); Follow-Your-Pose uses "
+                                                  "PyTorch SDPA, which needs no switch",
     "trainable_modules": "train.trainable_modules",
     "max_grad_norm": "train.grad_clip",
     "gpu_ids": "trainer.devices (CUDA_VISIBLE_DEVICES picks which)",

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Follow-Your-Pose training, both stages, on SD-1.4 from pretrained_weights/ (8 GPUs by default).
+# Follow-Your-Pose training, both stages, on SD-1.4 from pretrained_weights/, on every GPU there is.
 #   bash scripts/train_followyourpose.sh [stage1|stage2|both] [--resume] [key=value ...]
 # stage1: the pose adapter on TikTok-format pose-image pairs (configs/followyourpose/stage1.yaml, data.root);
 # stage2: text-to-video on clips + captions (stage2.yaml, data.captions), keeping stage 1's adapter for sampling;
 # both (default): stage 1, then stage 2. key=value arguments go to both stages (e.g. trainer.devices=4).
 # Stage 2 takes stage 1's adapter (FYP_RUNS-stage1/pipeline/pose_adapter) unless model.paths.pose_adapter=,
 # model.pretrained= or model.with_pose_adapter= is given.
-# FYP_TRAINER: trainer preset (default configs/trainer/ddp_8gpu.yaml; configs/trainer/single_gpu.yaml: one GPU).
+# FYP_TRAINER: a trainer preset (default none: Lightning's devices auto; e.g. configs/trainer/ddp_8gpu.yaml).
 # FYP_RUNS: run folders FYP_RUNS-stage1 / FYP_RUNS-stage2 (default runs/fyp).
 # FYP_TINY=1: the tiny CPU configs on the toy world (made if missing): a smoke run of both stages on a laptop.
 set -euo pipefail
@@ -26,8 +26,8 @@ if [ "${FYP_TINY:-0}" = 1 ]; then
 c(sys.argv[1], sys.argv[2], 'a person dancing')" dataset/toy/train_set "$captions"
 else
   runs=${FYP_RUNS:-runs/fyp}
-  trainer=${FYP_TRAINER:-configs/trainer/ddp_8gpu.yaml}
-  s1=(-c configs/followyourpose/stage1.yaml -c "$trainer"); s2=(-c configs/followyourpose/stage2.yaml -c "$trainer")
+  s1=(-c configs/followyourpose/stage1.yaml); s2=(-c configs/followyourpose/stage2.yaml)
+  if [ -n "${FYP_TRAINER:-}" ]; then s1+=(-c "$FYP_TRAINER"); s2+=(-c "$FYP_TRAINER"); fi
 fi
 
 if [ "$what" != stage2 ]; then

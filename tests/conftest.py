@@ -72,3 +72,17 @@ def tiny_pipe(tiny_components):
     pipe = MagicPosePipeline(**tiny_components)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def write_tiny_sd_folder(folder: Path, components: str | Path, seed: int = 0) -> Path:
+    """A diffusers Stable Diffusion folder (unet/ vae/ text_encoder/ tokenizer/ scheduler/) of random components of
+    the configs in `components`, with the real CLIP tokenizer: what `stable-diffusion-v1-4/` is at tiny size."""
+    from magicpose.models.components import load_component, random_component
+
+    components = Path(components)
+    torch.manual_seed(seed)
+    for name in ("unet", "vae", "text_encoder"):
+        random_component(name, components / name).save_pretrained(folder / name)
+    load_component("tokenizer", REPO / "configs/models/sd15/tokenizer").save_pretrained(folder / "tokenizer")
+    load_component("scheduler", components / "scheduler").save_pretrained(folder / "scheduler")
+    return folder

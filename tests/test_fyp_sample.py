@@ -67,15 +67,18 @@ def test_skeleton_indices():
     assert skeleton_indices(10, 3, 2, 5, REPO) == [5, 7, 9]
 
 
-def test_txt2video_script_names_the_missing_weights(tmp_path):
+def test_txt2video_script_names_every_place_it_looked(tmp_path):
+    """No weights: one line naming the converted folder and the release's places (pretrained_weights/, then the
+    original README's checkpoints/)."""
     import subprocess
 
-    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", "dance.mp4"], cwd=REPO, capture_output=True,
-                         text=True, env={"FYP_PIPELINE": str(tmp_path / "FYP"), "FYP_CHECKPOINTS": str(tmp_path),
-                                         "PATH": "/usr/bin:/bin"})
-    assert res.returncode == 1
-    assert f"{tmp_path}/FYP/" in res.stderr and "followyourpose_checkpoint-1000" in res.stderr
-    assert "magicpose convert followyourpose" in res.stderr
+    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", str(REPO / "pose_example/dance_001.mp4"),
+                          str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
+                         env={"PATH": f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin"})
+    assert res.returncode == 1, res.stderr
+    line = res.stderr.strip().splitlines()[-1]
+    assert "model.pretrained: none of these exists: pretrained_weights/FollowYourPose, " \
+           "pretrained_weights/followyourpose_checkpoint-1000, checkpoints/followyourpose_checkpoint-1000" in line
 
 
 def test_several_prompts_one_video_each_named_after_the_prompt(tmp_path):
@@ -117,22 +120,3 @@ def test_prompts_to_sample_precedence():
     config.inference.prompt = ""
     with pytest.raises(UserError, match="no prompt: pass --prompt"):
         prompts_to_sample(None, config)
-
-
-def test_txt2video_script_falls_back_to_checkpoints_and_says_so(tmp_path):
-    """pretrained_weights/ is the place; the original README's checkpoints/ still works, with a note on stderr."""
-    import shutil
-    import subprocess
-
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(REPO / "scripts/txt2video.sh", tmp_path / "scripts")  # the script works from its checkout's root
-    env = {"PATH": "/usr/bin:/bin"}
-    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", "dance.mp4"], cwd=tmp_path,
-                         capture_output=True, text=True, env=env)
-    assert res.returncode == 1 and "pretrained_weights/followyourpose_checkpoint-1000/pytorch_model.bin" in res.stderr
-    for folder in ("followyourpose_checkpoint-1000", "stable-diffusion-v1-4"):
-        (tmp_path / "checkpoints" / folder).mkdir(parents=True)
-    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", "dance.mp4"], cwd=tmp_path,
-                         capture_output=True, text=True, env=env)
-    assert "note: the release is in checkpoints/" in res.stderr
-    assert "converting checkpoints/followyourpose_checkpoint-1000 into pretrained_weights/FollowYourPose" in res.stderr

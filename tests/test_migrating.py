@@ -7,19 +7,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 
-from magicpose.convert.testing import original_state_dict
+from magicpose.convert.testing import original_state_dict, write_synthetic_release
 from magicpose.original_names import ORIGINAL_NAMES
 
-from .conftest import REPO, tiny_spec
+from .conftest import REPO, tiny_spec, write_tiny_sd_folder
 
 DOC = (REPO / "docs" / "migrating.md").read_text()
 # the released models are SD-sized; these make the same commands run the tiny models on a CPU in seconds
 TINY_MODEL = ["model.components=configs/models/tiny", "model.dtype=float32", "device=cpu"]
+FYP_TINY = REPO / "configs/models/fyp_tiny"
+FIXTURES = REPO / "tests/fixtures/followyourpose"
 TINY_FIT = ["model.components=configs/models/tiny", "data.size=32", "data.batch_size=2", "data.num_workers=0",
             "train.max_steps=1", "train.sample_every=1", "train.checkpoint_every=1", "train.log_every=1",
             "inference.steps=2", "inference.size=32", "trainer.accelerator=cpu", "trainer.devices=1"]
@@ -132,3 +136,66 @@ def test_every_original_name_is_in_the_guide_and_named_by_the_errors(capsys):
         main(["fyp-sample", "-c", "configs/followyourpose/tiny.yaml", "--prompt", "x", "--skeleton_path", "a.mov",
               "--out", "o"])
     assert "'--skeleton_path' is the original's name; here: --skeleton" in capsys.readouterr().err
+
+
+# ----- Follow-Your-Pose ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fyp_release(tmp_path_factory):
+    """The Follow-Your-Pose release as the original README places it (checkpoints/), tiny, and the original
+    repository's two YAMLs and HD-VILA data layout."""
+    root = tmp_path_factory.mktemp("fyp_release")
+    write_synthetic_release(root / "checkpoints", FYP_TINY, vae_scale_factor=2, seed=3)
+    write_tiny_sd_folder(root / "checkpoints" / "stable-diffusion-v1-4", FYP_TINY)
+    configs = root / "FollowYourPose" / "configs"
+    configs.mkdir(parents=True)
+    for name in ("pose_sample.yaml", "pose_train.yaml"):
+        shutil.copy(FIXTURES / name, configs / name)
+    hdvila = root / "hdvila"
+    (hdvila / "part_0" / "video_clips").mkdir(parents=True)
+    from magicpose.media import write_video
+
+    frames = [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(6)]
+    write_video(hdvila / "part_0" / "video_clips" / "clip_0.mp4", frames, fps=8)
+    (hdvila / "caption_rm2048_train.csv").write_text("clip_id,part_id,caption\nclip_0.mp4,0,a grey square\n")
+    return root
+
+
+@pytest.fixture
+def fyp_checkout(checkout, fyp_release):
+    for name in ("checkpoints", "FollowYourPose", "hdvila"):
+        (checkout / name).symlink_to(fyp_release / name)
+    return checkout
+
+
+def test_txt2video_from_the_release_in_checkpoints(fyp_checkout):
+    words = ["bash", "scripts/txt2video.sh", '"Iron man on the beach"', "pose_example/dance_001.mp4"]
+    assert " ".join(words[1:]) in DOC
+    res = _run(fyp_checkout, ["bash", "scripts/txt2video.sh", "Iron man on the beach", "pose_example/dance_001.mp4"],
+               "--frames", "3", "--steps", "1", "--size", "32", "device=cpu")
+    assert re.search(r"converting checkpoints/followyourpose_checkpoint-1000/pytorch_model.bin \(a Follow-Your-Pose "
+                     r"checkpoint\) into checkpoints/.converted/followyourpose_checkpoint-1000-", res.stderr)
+    assert (fyp_checkout / "outputs" / "fyp" / "dance_001" / "video.mp4").is_file()
+
+
+def test_the_original_yamls_convert_and_run(fyp_checkout, monkeypatch, capsys):
+    from magicpose.cli import main
+    from magicpose.media import count_frames
+
+    monkeypatch.chdir(fyp_checkout)
+    monkeypatch.delenv("MAGICPOSE_CACHE", raising=False)
+    for name in ("sample", "train"):
+        words = _doc_command(f"magicpose convert fyp-config FollowYourPose/configs/pose_{name}.yaml")
+        assert main(words[1:]) == 0
+    # sampling: the original's three prompts, one video each, the release converted on first use
+    words = _doc_command("magicpose fyp-sample -c my_sample.yaml")
+    assert main([*words[1:], "--frames", "3", "--steps", "1", "--size", "32", "device=cpu"]) == 0
+    out = fyp_checkout / words[words.index("--out") + 1]
+    assert len(list(out.glob("0?_*.mp4"))) == 3 and count_frames(next(out.glob("00_*.mp4"))) == 3
+    # training: the original's recipe on the HD-VILA layout (tiny numbers)
+    words = _doc_command("magicpose fit -c my_train.yaml")
+    assert main([*words[1:], "model.components=configs/models/fyp_tiny", "data.root=hdvila", "data.frames=3",
+                 "data.stride=1", "data.size=32", "data.num_workers=0", "train.max_steps=1", "train.sample_every=1",
+                 "train.gradient_checkpointing=false", "inference.frames=3", "inference.steps=1", "inference.size=32",
+                 "trainer.accelerator=cpu", "trainer.devices=1", "run_dir=runs/fyp"]) == 0
+    assert len(list((fyp_checkout / "runs/fyp/samples/step-0000001").glob("*.mp4"))) == 4  # the four prompts
+    assert (fyp_checkout / "runs/fyp/pipeline/unet").is_dir()

@@ -12,7 +12,7 @@ from magicpose.convert.cache import CACHE_ENV, cache_folder, convert_sources, de
 from magicpose.convert.testing import original_state_dict, write_synthetic_release
 from magicpose.errors import UserError
 
-from .conftest import REPO, tiny_spec
+from .conftest import REPO, tiny_spec, write_tiny_sd_folder
 
 TINY = str(REPO / "configs/models/tiny")
 FYP_TINY = str(REPO / "configs/models/fyp_tiny")
@@ -125,20 +125,15 @@ def test_follow_your_pose_release_files(tmp_path, monkeypatch):
     monkeypatch.delenv(CACHE_ENV, raising=False)
     ckpt_dir, encoder = write_synthetic_release(tmp_path / "checkpoints", FYP_TINY, vae_scale_factor=2, seed=3)
     # the release's layout: SD-1.4 beside the checkpoint folder gives the parts the checkpoint lacks
-    sd = tmp_path / "checkpoints" / "stable-diffusion-v1-4"
-    parts = build_fyp_components(FypModelSpec(components=FYP_TINY, paths={
-        "tokenizer": str(REPO / "configs/models/sd15/tokenizer")}), ("vae", "text_encoder", "tokenizer", "scheduler"))
-    for name, part in parts.items():
-        part.save_pretrained(sd / name)
-    from diffusers import UNet2DConditionModel
-
-    UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(FYP_TINY + "/unet")).save_config(sd / "unet")
+    sd = write_tiny_sd_folder(tmp_path / "checkpoints" / "stable-diffusion-v1-4", FYP_TINY)
     spec = FypModelSpec(components=FYP_TINY, pretrained=str(ckpt_dir), paths={"pose_adapter": str(encoder)})
     resolved = convert_sources(spec, lambda line: None)
     assert resolved.pretrained.startswith(str(tmp_path / "checkpoints" / ".converted" / "followyourpose_checkpoint-1000-"))
     assert resolved.paths["pose_adapter"].endswith("/pose_adapter")
     built = build_fyp_components(resolved)
-    assert _same(built["vae"], parts["vae"])
+    from diffusers import AutoencoderKL
+
+    assert _same(built["vae"], AutoencoderKL.from_pretrained(sd / "vae"))
     state = torch.load(ckpt_dir / "pytorch_model.bin", weights_only=True)
     ours = built["unet"].state_dict()
     assert all(torch.equal(ours["unet." + k], v) for k, v in state.items() if not k.startswith("skeleton_adapter."))

@@ -12,9 +12,12 @@ EPILOG = """examples:
   magicpose convert controlnet --checkpoint control_v11p_sd15_openpose.pth --out pretrained_weights/control_v11p_sd15_openpose
   magicpose convert sd --checkpoint v1-5-pruned-emaonly.safetensors --out pretrained_weights/stable-diffusion-v1-5
   magicpose convert export --pipeline pretrained_weights/MagicPose --out model_state-export.safetensors --pickle
-  magicpose convert followyourpose --checkpoint checkpoints/followyourpose_checkpoint-1000 \\
-      --pose-encoder checkpoints/pose_encoder.pth --sd checkpoints/stable-diffusion-v1-4 --out pretrained_weights/FollowYourPose
+  magicpose convert followyourpose --checkpoint pretrained_weights/followyourpose_checkpoint-1000 \\
+      --pose-encoder pretrained_weights/pose_encoder.pth --sd pretrained_weights/stable-diffusion-v1-4 \\
+      --out pretrained_weights/FollowYourPose
 
+You rarely need to run this: every model.paths.* / model.pretrained may name the original file, and the commands
+convert it once on first use into .converted/ beside it (docs/migrating.md).
 Pickles are read with torch.load(weights_only=True) only: a file that holds anything but tensors is refused unread.
 Every key is converted or dropped for a stated reason (printed, and saved as conversion.json in the output)."""
 

@@ -94,7 +94,10 @@ def load_video_unet(folder: Path, spec: FypModelSpec) -> VideoUNet:
     if class_name == "VideoUNet":
         return load_strict(VideoUNet, folder)
     unet2d = load_component("unet", folder)
-    model = VideoUNet(unet_config=dict(unet2d.config), **video_options(spec))
+    # diffusers' own keys (`_name_or_path` is the folder, a Path) would end up in the VideoUNet's config, which
+    # then cannot be saved as JSON: the exported pipeline of a run from SD's unet/ failed at the very end
+    config = {k: v for k, v in unet2d.config.items() if not k.startswith("_")}
+    model = VideoUNet(unet_config=config, **video_options(spec))
     try:
         load_unet2d_weights(model, unet2d.state_dict(), source=str(folder))
     except ValueError as err:
