@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from magicpose.errors import UserError
 from magicpose.pose.extract import STYLES, PoseFilter
 
 EXTRACT_EPILOG = """outputs in --out: keypoints/<frame>.json (OpenPose JSON: COCO-18 body, 21-point hands, 70-point
@@ -81,22 +79,3 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary(args.out / REPORT_FILE))
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m magicpose.commands.extract_pose ARGS`: this command alone, as `magicpose extract-pose ARGS`.
-
-    For callers in the pose environment (`fyp-sample --video`): it imports nothing of the other commands, whose
-    dependencies (omegaconf, torch) `.venv-pose` does not have.
-    """
-    root = argparse.ArgumentParser(prog="magicpose")
-    add_parser(root.add_subparsers(dest="command", required=True))
-    args = root.parse_args(["extract-pose", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except UserError as error:
-        print(f"magicpose extract-pose: error: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

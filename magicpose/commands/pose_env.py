@@ -66,9 +66,7 @@ def extract_skeleton(video: Path, out: Path, overwrite: bool = False) -> Path:
     python = pose_python()
     if not python.exists():
         raise UserError(f"{python}: no pose environment, which --video needs for mediapipe; {SETUP_HINT}")
-    # The command's own entry point: `-m magicpose` would build every command's parser, and some import what
-    # the pose environment lacks (omegaconf).
-    command = [str(python), "-m", "magicpose.commands.extract_pose", "--input", str(video), "--out", str(folder),
+    command = [str(python), "-m", "magicpose", "extract-pose", "--input", str(video), "--out", str(folder),
                "--style", "mmpose", *(["--overwrite"] if overwrite else [])]
     package_root = str(Path(magicpose.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
