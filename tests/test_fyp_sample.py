@@ -67,18 +67,18 @@ def test_skeleton_indices():
     assert skeleton_indices(10, 3, 2, 5, REPO) == [5, 7, 9]
 
 
-def test_txt2video_script_names_every_place_it_looked(tmp_path):
+def test_released_weights_are_looked_for_in_every_place(monkeypatch, tmp_path):
     """No weights: one line naming the converted folder and the release's places (pretrained_weights/, then the
-    original README's checkpoints/)."""
-    import subprocess
+    original README's checkpoints/); scripts/txt2video.sh runs this config (its run: tests/test_migrating.py)."""
+    from magicpose.config import FypConfig, load_config
+    from magicpose.convert.cache import convert_sources
 
-    res = subprocess.run(["bash", "scripts/txt2video.sh", "a dancer", str(REPO / "pose_example/dance_001.mp4"),
-                          str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
-                         env={"PATH": f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin"})
-    assert res.returncode == 1, res.stderr
-    line = res.stderr.strip().splitlines()[-1]
-    assert "model.pretrained: none of these exists: pretrained_weights/FollowYourPose, " \
-           "pretrained_weights/followyourpose_checkpoint-1000, checkpoints/followyourpose_checkpoint-1000" in line
+    monkeypatch.chdir(tmp_path)
+    config = load_config([REPO / "configs/followyourpose/inference.yaml"], schema=FypConfig)
+    with pytest.raises(UserError, match=r"model.pretrained: none of these exists: pretrained_weights/FollowYourPose, "
+                                        r"pretrained_weights/followyourpose_checkpoint-1000, "
+                                        r"checkpoints/followyourpose_checkpoint-1000"):
+        convert_sources(config.model)
 
 
 def test_several_prompts_one_video_each_named_after_the_prompt(tmp_path):

@@ -151,7 +151,3 @@ def test_inference_script_names_missing_weights(tmp_path):
     assert "model.pretrained: none of these exists" in line, res.stderr
     assert "pretrained_weights/MagicPose" in line and "model_state-110000.th" in line
     assert "pretrained_weights/README.md" in line
-    res = subprocess.run(["bash", "scripts/inference_any_image_pose.sh", str(tmp_path / "ref.png"),
-                          str(tmp_path / "poses"), str(tmp_path / "out")],
-                         cwd=REPO, capture_output=True, text=True, env={**env, "MAGICPOSE_CHECKPOINT": "nowhere.th"})
-    assert res.returncode == 1 and "nowhere.th: no such folder (model.pretrained)" in res.stderr, res.stderr
