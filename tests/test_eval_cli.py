@@ -95,11 +95,12 @@ def test_evaluate_end_to_end(run, capsys):
     assert "fvd" in printed and "disco" in printed
     record = json.loads(metrics_json.read_text())
     assert record["counts"] == {"videos": 2, "frames": 6, "clips": 2, "resized_frames": 12,
-                                "unpaired_pred": 0, "unpaired_gt": 0}  # fmt: skip
+                                "unpaired_pred": 0, "unpaired_gt": 0, "frame_pairs": 4}  # fmt: skip
     assert record["skipped"] == {}
     for protocol in ("disco", "fixed"):
         values = record["metrics"][protocol]
-        assert list(values) == ["l1", "ssim", "psnr", "lpips", "fid", "fid_vid", "fvd"]
+        assert list(values) == ["l1", "ssim", "psnr", "lpips", "fid", "fid_vid", "fvd", "flicker",
+                                "flicker_energy_pred", "flicker_energy_gt", "flicker_energy_ratio"]  # fmt: skip
         assert all(np.isfinite(v) for v in values.values())
     assert record["protocols"]["disco"]["psnr_uint8_overflow"] is True
     assert record["protocols"]["fixed"]["lpips_input_range"] == "[-1, 1]"

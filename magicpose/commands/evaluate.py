@@ -17,18 +17,23 @@ about a minute each on a CPU.
 
 Face-Cos (ArcFace cosine of the generated vs the real face) runs when a face model is given (--face-model)
 or found as --weights-dir/arcface_r100.pth; faces are aligned with the ground truth's OpenPose keypoints,
-read from --keypoints DIR or from the dataset named in the infer.json beside --pred."""
+read from --keypoints DIR or from the dataset named in the infer.json beside --pred.
+
+flicker (ours; no weights; on by default): mean |(pred_t - pred_t-1) - (gt_t - gt_t-1)| of consecutive
+frames on [0, 1], mean over each video's pairs then over videos, with the temporal energies mean |pred_t -
+pred_t-1| and |gt_t - gt_t-1| and their ratio (> 1: the prediction flickers; < 1: it is static or blurry)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from magicpose.eval.frechet import FRECHET_METHODS
     from magicpose.eval.metrics import ALL_METRICS, CLIP_LENGTH, DEFAULT_SIZE
 
-    metric_names = (*ALL_METRICS, "face_cos")  # = protocol.EVAL_METRICS, without importing torch for --help
+    metric_names = (*ALL_METRICS, "face_cos", "flicker")  # = protocol.EVAL_METRICS, without importing torch for --help
 
     p = sub.add_parser(
         "evaluate",
-        help="TikTok metrics of predicted vs ground-truth frames (L1, SSIM, PSNR, LPIPS, FID, FID-VID, FVD, Face-Cos)",
+        help="TikTok metrics of predicted vs ground-truth frames (L1, SSIM, PSNR, LPIPS, FID, FID-VID, FVD, Face-Cos, "
+             "flicker)",
         description="Score predicted frames against ground truth with the DisCo/MagicPose protocol "
                     "and/or its corrected form; writes one JSON with every switch, counts and weight hashes.",
         epilog=EVALUATE_EPILOG,
@@ -104,13 +109,14 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(record: dict) -> str:
     """One row per metric, one column per protocol."""
-    from magicpose.eval.protocol import EVAL_METRICS
+    from magicpose.eval.protocol import REPORT_KEYS
 
     names = list(record["metrics"])
-    lines = ["metric    " + "".join(f"{n:>14}" for n in names)]
-    for metric in EVAL_METRICS:
+    rows = [m for m in REPORT_KEYS if any(m in record["metrics"][n] for n in names)]
+    width = max([10, *(len(m) + 1 for m in rows)])  # the flicker energies have long names
+    lines = ["metric".ljust(width) + "".join(f"{n:>14}" for n in names)]
+    for metric in rows:
         values = [record["metrics"][n].get(metric) for n in names]
-        if any(v is not None for v in values):
-            cells = "".join(f"{v:>14.6g}" if v is not None else f"{'-':>14}" for v in values)
-            lines.append(f"{metric:<10}" + cells)
+        cells = "".join(f"{v:>14.6g}" if v is not None else f"{'-':>14}" for v in values)
+        lines.append(f"{metric:<{width}}" + cells)
     return "\n".join(lines)

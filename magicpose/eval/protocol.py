@@ -19,6 +19,10 @@ Metrics (means over every frame of every video; FID pools all frames; clips for 
 * `face_cos`: mean cosine similarity of ArcFace (iResNet) embeddings of the generated and the real face,
   both aligned with the ground truth's keypoints (`face.py`). Not one of DisCo's metrics: computed when a
   face model file is found or given (or when asked for by name, which names the missing file otherwise).
+* `flicker` (with `flicker_energy_pred`, `flicker_energy_gt`, `flicker_energy_ratio`): mean |d_pred − d_gt| of
+  the frame-to-frame differences of consecutive frames (`temporal.py`), mean over a video's pairs then over
+  videos; whole frames (no masks here). Ours, not DisCo's: the same under both protocols; on by default (no
+  weights). Consecutive = the successor rule of the clips below, so a missing frame breaks the pair.
 
 Clips: every frame that has `clip_length - 1` successors starts one clip (stride 1, heavily overlapping:
 "we concatenate every consecutive 16 frames to form a sample"). With numeric frame stems a successor is the
@@ -50,6 +54,7 @@ from PIL import Image, UnidentifiedImageError
 from magicpose.device import resolve_device
 from magicpose.errors import UserError
 from magicpose.eval import features as F
+from magicpose.eval import temporal
 from magicpose.eval.face import FaceKeypoints, align_face, find_keypoints
 from magicpose.eval.frechet import FRECHET_METHODS, frechet_distance_features
 from magicpose.eval.metrics import (
@@ -68,7 +73,11 @@ from magicpose.eval.networks.weights import sha256_of
 from magicpose.paths import resolve_path
 
 FRAME_METRICS = ("l1", "ssim", "psnr")
-EVAL_METRICS = (*ALL_METRICS, "face_cos")  # DisCo's seven, then ours
+EVAL_METRICS = (*ALL_METRICS, "face_cos", "flicker")  # DisCo's seven, then ours
+DEFAULT_METRICS = (*ALL_METRICS, "flicker")  # everything but face_cos, which runs when its model is there
+# `flicker` reports its temporal energies beside it (the JSON's and the table's order)
+FLICKER_KEYS = ("flicker", "flicker_energy_pred", "flicker_energy_gt", "flicker_energy_ratio")
+REPORT_KEYS = (*EVAL_METRICS, *FLICKER_KEYS[1:])
 IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff"})
 _FLAT_NAME = re.compile(r"^(?P<video>.+)_(?P<frame>\d+)$")
 _SHOW = 5
@@ -255,11 +264,11 @@ def face_model_path(options: EvalOptions, weights_dir: Path) -> Path:
 
 
 def requested_metrics(options: EvalOptions, weights_dir: Path) -> tuple[str, ...]:
-    """The metrics to compute: as given, or DisCo's seven plus face_cos when a face model is given or present."""
+    """The metrics to compute: as given, or DisCo's seven and flicker, plus face_cos when a face model is found."""
     if options.metrics is not None:
         return options.metrics
     with_face = options.face_model is not None or face_model_path(options, weights_dir).is_file()
-    return EVAL_METRICS if with_face else ALL_METRICS
+    return EVAL_METRICS if with_face else DEFAULT_METRICS
 
 
 def load_face(options: EvalOptions, weights_dir: Path, device: torch.device, out: Networks, roots: tuple[Path, Path]) -> None:
@@ -303,6 +312,7 @@ class _Totals:
     features: dict[str, list[np.ndarray]] = field(default_factory=dict)
     resized: int = 0
     clips: int = 0
+    frame_pairs: int = 0  # consecutive pairs the flicker error saw
     faces: dict[str, int] = field(default_factory=lambda: {"scored": 0, "no_keypoints": 0, "no_face": 0})
 
     def add(self, name: str, values: list[float]) -> None:
@@ -350,6 +360,7 @@ def evaluate(pred_root: str | Path, gt_root: str | Path, options: EvalOptions | 
             "videos": len(pairing.videos), "frames": pairing.frames, "clips": totals.clips,
             "resized_frames": totals.resized, "unpaired_pred": pairing.unpaired_pred,
             "unpaired_gt": pairing.unpaired_gt,
+            **({"frame_pairs": totals.frame_pairs} if "flicker" in options.metrics else {}),
         },
         "weights": networks.files,
         **({"face": _face_record(networks, totals)} if "face_cos" in options.metrics else {}),
@@ -383,6 +394,7 @@ def _settings(options: EvalOptions, networks: Networks) -> dict[str, Any]:
         "frechet": options.frechet,
         "face_cos": FACE_SETTING if "face_cos" in (options.metrics or ()) else
                     f"not computed: no face model given or at {face_model_path(options, resolve_path(options.weights_dir))}",
+        "flicker": temporal.SETTING if "flicker" in (options.metrics or ()) else "not computed: not in --metrics",
     }  # fmt: skip
 
 
@@ -426,6 +438,8 @@ def _score_video(
         totals.feature("fid/gt", F.inception_features(networks.nets["fid"], gt, bs, device))
     if "face_cos" in networks.nets and networks.faces is not None:
         _score_faces(video, stems, pred, gt, networks, bs, device, totals)
+    if "flicker" in wanted:
+        _score_flicker(stems, pred, gt, totals)
     clips = clip_windows(stems, options.clip_length, options.clip_stride, options.pad_short_videos)
     totals.clips += len(clips)
     for metric, kind in (("fid_vid", "resnet3d"), ("fvd", "i3d")):
@@ -433,6 +447,16 @@ def _score_video(
             for side, frames in (("pred", pred), ("gt", gt)):
                 inputs = F.video_inputs(frames, kind)
                 totals.feature(f"{metric}/{side}", F.clip_features(networks.nets[metric], inputs, clips, bs, device))
+
+
+def _score_flicker(stems: list[str], pred: np.ndarray, gt: np.ndarray, totals: _Totals) -> None:
+    """One video's flicker terms; consecutive = a 2-frame clip (the same successor rule as FID-VID's clips)."""
+    pairs = [(i, j) for i, j in clip_windows(stems, 2)]
+    totals.frame_pairs += len(pairs)
+    terms = temporal.video_terms(pred, gt, pairs)
+    if terms is not None:  # one value per video: the pooling is a mean over videos
+        for key, value in zip(FLICKER_KEYS[:3], terms):
+            totals.add(key, [float(value)])
 
 
 def _score_faces(
@@ -485,6 +509,8 @@ def _summarise(totals: _Totals, options: EvalOptions, networks: Networks) -> tup
         else:
             f = totals.faces
             skipped["face_cos"] = f"no frame has a face ({f['no_keypoints']} without keypoints file, {f['no_face']} without a face)"
+    if "flicker" in options.metrics:
+        _summarise_flicker(totals, shared, skipped)
     metrics: dict[str, dict[str, float]] = {}
     for name in options.protocols:
         values = dict(shared)
@@ -494,8 +520,21 @@ def _summarise(totals: _Totals, options: EvalOptions, networks: Networks) -> tup
         lpips_key = f"lpips/{get_protocol(name).lpips_normalize}"
         if lpips_key in totals.scores:
             values["lpips"] = float(np.mean(totals.scores[lpips_key]))
-        metrics[name] = {m: values[m] for m in EVAL_METRICS if m in values}
+        metrics[name] = {m: values[m] for m in REPORT_KEYS if m in values}
     return metrics, skipped
+
+
+def _summarise_flicker(totals: _Totals, shared: dict[str, float], skipped: dict[str, str]) -> None:
+    """Pool the per-video flicker terms (mean over videos); the ratio only where the ground truth moves."""
+    if not totals.scores.get("flicker"):
+        skipped["flicker"] = "no video has two consecutive frames (next frame number) on both sides"
+        return
+    pooled = temporal.pool_videos(
+        [np.array(row) for row in zip(*(totals.scores[key] for key in FLICKER_KEYS[:3]))]
+    )
+    shared.update(dict(zip(FLICKER_KEYS, (pooled.flicker, pooled.energy_pred, pooled.energy_gt))))
+    if pooled.energy_ratio is not None:  # a static ground truth has no ratio: the key is left out
+        shared["flicker_energy_ratio"] = pooled.energy_ratio
 
 
 def _versions() -> dict[str, str]:
