@@ -1,4 +1,4 @@
-"""The flicker error (magicpose.eval.temporal) in closed form and in `magicpose evaluate`."""
+"""The flicker error (magicpose.eval.temporal) in closed form, in `magicpose evaluate` and in the toy metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from magicpose.cli import main
 from magicpose.eval import temporal
 from magicpose.eval.metrics import l1
 from magicpose.eval.protocol import EvalOptions, evaluate
+from magicpose.toy import metrics as toy
 
 
 def _video(values: list[int], size: int = 4) -> np.ndarray:
@@ -114,3 +115,27 @@ def test_evaluate_default_includes_flicker_and_skips_it_without_pairs(tmp_path):
     unrequested = evaluate(pred, gt, EvalOptions(metrics=("l1",), size=8, progress=False))
     assert "frame_pairs" not in unrequested["counts"] and unrequested["settings"]["flicker"].startswith("not computed")
 
+
+def test_toy_flicker_for_every_method():
+    target = np.zeros((3, 8, 8, 3), np.uint8)  # SSIM needs 7x7
+    masks = np.zeros((3, 8, 8), bool)
+    for t in range(3):
+        masks[t, :, t : t + 2] = True  # a figure moving one column a frame over a static background
+    target[masks] = (200, 30, 30)
+    wrong = target.copy()
+    wrong[1, ~masks[1]] = 51  # the background flashes in the middle frame
+    video = {"target": target, "target_mask": masks, "reference": target[0], "reference_mask": masks[0],
+             "background": np.zeros((8, 8, 3), np.uint8), "generated": target, "wrong_generated": wrong,
+             "wrong_background": np.zeros((8, 8, 3), np.uint8)}  # fmt: skip
+    result = toy.evaluate_toy([video])
+    flicker = result["flicker"]
+    assert set(flicker) == {"generated", "copy_reference", "wrong_reference"}
+    assert all(flicker["generated"][r]["flicker"] == 0.0 for r in ("frame", "figure", "background"))
+    static = flicker["copy_reference"]["figure"]
+    assert static["energy_pred"] == 0.0 and static["energy_gt"] > 0
+    assert static["flicker"] == pytest.approx(static["energy_gt"])
+    assert static["energy_ratio"] == 0.0 and flicker["copy_reference"]["background"]["energy_ratio"] is None
+    # wrong: background flashes 0 -> 51 -> 0 on the 5 columns that are background in both frames of each pair
+    assert flicker["wrong_reference"]["background"]["flicker"] == pytest.approx(0.2)
+    assert flicker["wrong_reference"]["figure"]["flicker"] == pytest.approx(0.2 / 3)  # 1 flashing column of 3
+    assert result["generated"]["l1"] == 0.0 and tuple(result["generated"]) == toy.METRICS  # the rest unchanged

@@ -16,6 +16,13 @@ or `T H W`). Everything is measured against the ground-truth frames of held-out 
 true mask and pixels as the prediction of every target frame) and *wrong reference* (the same pose sequence
 generated from another identity's reference). A model that learned pose following beats the first on mask IoU;
 one whose appearance comes from the reference has a lower colour distance than the second.
+
+Temporal consistency (`toy_flicker`, `evaluate_toy(...)["flicker"]`): the flicker error of
+`magicpose.eval.temporal` (mean |d_pred − d_gt| of consecutive frames' differences on [0, 1], mean over a video's
+pairs, then over videos) and the temporal energies mean |d_pred|, mean |d_gt| and their ratio, for the whole frame
+and split by the *true* person masks: figure = the person in either frame of the pair, background = the rest.
+Consecutive means consecutive among the evaluated frames (the quickstart's are `eval_stride` source frames
+apart). *Copy the reference* is a static video: its flicker equals the ground truth's energy (it never moves).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from magicpose.eval import metrics as protocol_metrics
+from magicpose.eval import temporal
 from magicpose.toy.render import render_background
 from magicpose.toy.world import Background
 
@@ -191,6 +199,31 @@ def frame_metrics(
     }
 
 
+def toy_flicker(videos: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """method -> region (frame, figure, background) -> `temporal.Flicker.record()` (flicker, energies, ratio, videos).
+
+    Methods as in `evaluate_toy`: `generated`, `copy_reference` (the reference frame repeated: a static video) and
+    `wrong_reference` (only the videos that have `wrong_generated`). Regions come from the true masks `target_mask`.
+    """
+    predictions = {
+        "generated": lambda v: v["generated"],
+        "copy_reference": lambda v: np.broadcast_to(v["reference"], np.shape(v["target"])),
+        "wrong_reference": lambda v: v.get("wrong_generated"),
+    }  # fmt: skip
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for method, predict in predictions.items():
+        pairs = [(predict(v), v) for v in videos if predict(v) is not None]
+        if not pairs:
+            continue
+        out[method] = {
+            region: temporal.pool_videos(
+                [temporal.video_terms(pred, v["target"], masks=v["target_mask"], region=region) for pred, v in pairs]
+            ).record()
+            for region in temporal.REGIONS
+        }
+    return out
+
+
 def _paired_gain(a: Sequence[dict], b: Sequence[dict], key: str) -> dict:
     """Per-frame `a[key] - b[key]`: mean, its standard error, and the fraction of frames where a wins."""
     gains = np.array([x[key] - y[key] for x, y in zip(a, b)], np.float64)
@@ -215,10 +248,10 @@ def evaluate_toy(videos: Sequence[dict[str, Any]]) -> dict[str, Any]:
     `wrong_background` (that identity's background: the generated figure is segmented against it).
 
     Returns `{"generated": {...}, "copy_reference": {...}, "wrong_reference": {...}, "mask_iou_gain": {...},
-    "mask_extractor_iou": x, "frames": n}`, where the first three map each of `METRICS` to its mean,
+    "mask_extractor_iou": x, "frames": n, "flicker": {...}}`, where the first three map each of `METRICS` to its mean,
     `mask_iou_gain` is the per-frame IoU of the generated frame minus the copy-reference baseline's (`mean`,
     `stderr`, `wins`: fraction of frames where generation wins), and `mask_extractor_iou` is the mean IoU of
-    `figure_mask` on the ground-truth frames against their true masks.
+    `figure_mask` on the ground-truth frames against their true masks; `flicker` is `toy_flicker(videos)`.
     """
     rows: dict[str, list[dict]] = {"generated": [], "copy_reference": [], "wrong_reference": []}
     extractor = []
@@ -241,4 +274,5 @@ def evaluate_toy(videos: Sequence[dict[str, Any]]) -> dict[str, Any]:
     result["mask_iou_gain"] = _paired_gain(rows["generated"], rows["copy_reference"], "mask_iou")
     result["mask_extractor_iou"] = float(np.mean(extractor)) if extractor else float("nan")
     result["frames"] = len(extractor)
+    result["flicker"] = toy_flicker(videos)
     return result
