@@ -1,0 +1,58 @@
+"""The shared window scheduler (`magicpose.pipelines.windows`): coverage, exact blending of agreeing windows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from magicpose.pipelines.windows import blend_windows, context_windows, window_weights
+
+
+@pytest.mark.parametrize("frames", [1, 5, 8, 13, 32])
+@pytest.mark.parametrize("length,overlap", [(4, 0), (4, 2), (8, 4), (16, 4), (5, 4)])
+def test_windows_cover_every_frame_with_the_requested_overlap(frames, length, overlap):
+    windows = context_windows(frames, length, overlap)
+    covered = sorted({i for w in windows for i in w})
+    assert covered == list(range(frames))
+    assert all(len(w) == min(length, frames) for w in windows)
+    assert windows[0].start == 0 and windows[-1].stop == frames
+    for a, b in zip(windows, windows[1:]):
+        assert a.stop - b.start >= overlap  # consecutive windows share at least `overlap` frames
+    assert (window_weights(length, overlap) > 0).all()
+
+
+def test_bad_windows_are_refused():
+    with pytest.raises(ValueError):
+        context_windows(10, 4, 4)
+    with pytest.raises(ValueError):
+        context_windows(10, 0, 0)
+
+
+@pytest.mark.parametrize("dim", [0, 2])
+@pytest.mark.parametrize("length,overlap", [(3, 1), (4, 2), (5, 4), (2, 0)])
+def test_windows_that_agree_blend_back_to_exactly_their_prediction(dim, length, overlap):
+    truth = torch.randn(2, 3, 11, 4, generator=torch.Generator().manual_seed(0)).movedim(2, dim).contiguous()
+    seen: list[range] = []
+
+    def predict(window: range) -> torch.Tensor:
+        seen.append(window)
+        return truth.narrow(dim, window.start, len(window)) * 1.0  # a copy, as a network's output would be
+
+    blended = blend_windows(predict, 11, length, overlap, dim)
+    assert len(seen) == len(context_windows(11, length, overlap)) > 1
+    assert blended.dtype == truth.dtype and torch.equal(blended, truth)
+
+
+def test_a_window_as_long_as_the_clip_is_one_untouched_pass():
+    prediction = torch.randn(7, 2)
+    calls: list[range] = []
+    out = blend_windows(lambda w: calls.append(w) or prediction, 7, 7, 4, dim=0)
+    assert out is prediction and calls == [range(7)]
+
+
+def test_overlapping_windows_are_weighted_towards_their_middle():
+    # each window predicts its own index: a frame's blend leans to the window where it is further from the edge
+    windows = context_windows(6, 4, 2)  # [0..3], [2..5]
+    out = blend_windows(lambda w: torch.full((len(w),), float(windows.index(w))), 6, 4, 2, dim=0)
+    assert out.tolist()[:2] == [0.0, 0.0] and out.tolist()[4:] == [1.0, 1.0]
+    assert 0.0 < out[2] < 0.5 < out[3] < 1.0
