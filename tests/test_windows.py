@@ -1,4 +1,5 @@
-"""The shared window scheduler (`magicpose.pipelines.windows`): coverage, exact blending of agreeing windows."""
+"""The shared window scheduler (`magicpose.pipelines.windows`) and MagicPose's windows: coverage, exact blending of
+agreeing windows, windows equal to frame batches without a motion module, one appearance pass per step."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import pytest
 import torch
 
 from magicpose.pipelines.windows import blend_windows, context_windows, window_weights
+
+from .conftest import random_image, stick_pose
+from .test_model import CallCounter
 
 
 @pytest.mark.parametrize("frames", [1, 5, 8, 13, 32])
@@ -56,3 +60,45 @@ def test_overlapping_windows_are_weighted_towards_their_middle():
     out = blend_windows(lambda w: torch.full((len(w),), float(windows.index(w))), 6, 4, 2, dim=0)
     assert out.tolist()[:2] == [0.0, 0.0] and out.tolist()[4:] == [1.0, 1.0]
     assert 0.0 < out[2] < 0.5 < out[3] < 1.0
+
+
+# ----- MagicPose ------------------------------------------------------------------------------------------------
+POSES = [stick_pose(i) for i in range(6)]
+
+
+def _latents(pipe, **kwargs):
+    kwargs.setdefault("num_inference_steps", 2)
+    return pipe(random_image(1), POSES, generator=torch.Generator().manual_seed(0), output_type="latent",
+                **kwargs).frames
+
+
+@pytest.mark.parametrize("mode", ["controlnet_important", "balance"])
+def test_magicpose_windows_equal_frame_batches_without_a_motion_module(tiny_pipe, mode):
+    # every pass has 3 frames either way (CPU kernels round differently for other batch sizes, ~1e-6 relative)
+    batched = _latents(tiny_pipe, guidance_mode=mode, frames_per_batch=3, num_inference_steps=1)
+    for length, overlap in [(3, 1), (3, 0)]:
+        windowed = _latents(tiny_pipe, guidance_mode=mode, frames_per_batch=3, context_length=length,
+                            context_overlap=overlap, num_inference_steps=1)
+        assert torch.equal(windowed, batched)
+    # the poses make the frames differ (so a window reading the wrong poses would fail the equality)
+    assert (batched[0, 0] - batched[0, 1]).abs().max() > 3e-5  # tiny random weights: the pose effect is small
+
+
+def test_magicpose_window_as_long_as_the_clip_is_one_pass(tiny_pipe):
+    controlnet = CallCounter(tiny_pipe.controlnet)
+    one_window = _latents(tiny_pipe, context_length=6, shared_noise=False)
+    assert controlnet.batches == [6, 6]  # one pass of all frames per step
+    assert torch.equal(one_window, _latents(tiny_pipe, frames_per_batch=6, shared_noise=False))
+
+
+def test_appearance_unet_runs_once_per_step_whatever_the_number_of_windows(tiny_pipe):
+    appearance, controlnet = CallCounter(tiny_pipe.appearance_unet), CallCounter(tiny_pipe.controlnet)
+    _latents(tiny_pipe, num_inference_steps=3, context_length=2, context_overlap=1)  # 5 windows
+    assert appearance.batches == [1, 1, 1]
+    assert controlnet.batches == [2] * 5 * 3  # one conditional pass per window and step
+
+
+def test_magicpose_refuses_an_overlap_as_long_as_the_window(tiny_pipe):
+    with pytest.raises(ValueError, match="context_overlap < context_length"):
+        _latents(tiny_pipe, context_length=3, context_overlap=3)
+
