@@ -102,3 +102,15 @@ def test_magicpose_refuses_an_overlap_as_long_as_the_window(tiny_pipe):
     with pytest.raises(ValueError, match="context_overlap < context_length"):
         _latents(tiny_pipe, context_length=3, context_overlap=3)
 
+
+@pytest.mark.parametrize("command", ["animate", "infer-tiktok"])
+def test_both_magicpose_sampling_commands_set_the_window_keys(command):
+    from magicpose.cli import build_parser
+    from magicpose.commands.outputs import INFERENCE_FLAGS, flag_overrides
+
+    required = {"animate": ["--reference", "r.png", "--poses", "p", "--out", "o"],
+                "infer-tiktok": ["--data", "d", "--out", "o"]}[command]
+    args = build_parser().parse_args([command, "-c", "x.yaml", *required, "--context-length", "16",
+                                      "--context-overlap", "2"])
+    overrides = flag_overrides(args, INFERENCE_FLAGS)
+    assert {"inference.context_length=16", "inference.context_overlap=2"} <= set(overrides)
