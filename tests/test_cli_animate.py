@@ -73,6 +73,21 @@ def test_animate_reads_poses_from_a_video(inputs, tmp_path):
     assert count_frames(tmp_path / "out" / "animation.mp4") == 5
 
 
+def test_context_windows_without_a_motion_module_give_the_frames_of_frame_batches(inputs, tmp_path):
+    import numpy as np
+
+    ref, poses = inputs
+    assert _animate(ref, poses, tmp_path / "plain") == 0
+    assert _animate(ref, poses, tmp_path / "windows", "--context-length", "2", "--context-overlap", "1") == 0
+    record = json.loads((tmp_path / "windows" / "run.json").read_text())
+    assert record["config"]["inference"]["context_length"] == 2
+    assert record["config"]["inference"]["context_overlap"] == 1
+    for name in ("0000.png", "0001.png", "0002.png"):
+        plain, windowed = (np.asarray(Image.open(tmp_path / run / "frames" / name), dtype=int)
+                           for run in ("plain", "windows"))
+        assert np.abs(plain - windowed).max() <= 1  # other pass sizes round differently (~1e-6), nothing more
+
+
 def _bad_inputs(tmp_path, inputs):
     ref, poses = inputs
     empty = tmp_path / "empty"
@@ -90,6 +105,8 @@ def _bad_inputs(tmp_path, inputs):
         "unreadable image": ([str(broken), str(poses)], "broken.png"),
         "unknown config key": ([str(ref), str(poses), "inference.stepz=3"], "did you mean 'inference.steps'"),
         "bad size": ([str(ref), str(poses), "--size", "50"], "inference.size"),
+        "overlap as long as the window": ([str(ref), str(poses), "--context-length", "2", "--context-overlap", "2"],
+                                          "inference.context_length"),
     }
 
 
@@ -109,6 +126,7 @@ def test_entry_point_help_and_error_without_traceback(tmp_path):
     help_out = subprocess.run([sys.executable, "-m", "magicpose", "animate", "--help"],
                               capture_output=True, text=True, check=True).stdout
     assert "--reference" in help_out and "--overwrite" in help_out
+    assert "--context-length" in help_out and "windows are frame batches" in " ".join(help_out.split())
     res = subprocess.run(
         [sys.executable, "-m", "magicpose", "animate", "-c", str(TINY_CONFIG), "--reference", "missing.png",
          "--poses", str(tmp_path), "--out", str(tmp_path / "o")],

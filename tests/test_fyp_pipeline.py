@@ -1,5 +1,6 @@
-"""FollowYourPosePipeline: sliding context windows, single-pass equivalence, pose, save/load, and diffusers' video
-pipeline conventions (batches of videos, output types, attention slicing / xformers, VAEs), written as identities."""
+"""FollowYourPosePipeline: sliding context windows (the shared scheduler itself: test_windows.py), single-pass
+equivalence, pose, save/load, and diffusers' video pipeline conventions (batches of videos, output types, attention
+slicing / xformers, VAEs), written as identities."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from magicpose.config import FypModelSpec
-from magicpose.pipelines.followyourpose import FollowYourPosePipeline, context_windows, window_weights
+from magicpose.pipelines.followyourpose import FollowYourPosePipeline
 
 from .conftest import REPO, stick_pose
 
@@ -29,26 +30,6 @@ def pipe():
     pipe = FollowYourPosePipeline.from_spec(tiny_fyp_spec(video={"zero_init_temporal_attention": False}))
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-@pytest.mark.parametrize("frames", [1, 5, 8, 13, 32])
-@pytest.mark.parametrize("length,overlap", [(4, 0), (4, 2), (8, 4), (16, 4), (5, 4)])
-def test_windows_cover_every_frame_with_the_requested_overlap(frames, length, overlap):
-    windows = context_windows(frames, length, overlap)
-    covered = sorted({i for w in windows for i in w})
-    assert covered == list(range(frames))
-    assert all(len(w) == min(length, frames) for w in windows)
-    assert windows[0].start == 0 and windows[-1].stop == frames
-    for a, b in zip(windows, windows[1:]):
-        assert a.stop - b.start >= overlap  # consecutive windows share at least `overlap` frames
-    assert (window_weights(length, overlap) > 0).all()
-
-
-def test_bad_windows_are_refused():
-    with pytest.raises(ValueError):
-        context_windows(10, 4, 4)
-    with pytest.raises(ValueError):
-        context_windows(10, 0, 0)
 
 
 def _direct_loop(pipe, prompt, poses, steps, guidance, latents):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from magicpose.commands.outputs import (
     INFERENCE_FLAGS,
     add_config_argument,
+    add_context_arguments,
     build_pipeline,
     check_inference,
     check_output_folder,
@@ -72,6 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pad", action="store_true",
                    help="pad inputs to a square instead of centre-cropping them (inference.resize_mode=pad)")
     p.add_argument("--frames-per-batch", type=int, help="frames denoised together (inference.frames_per_batch)")
+    add_context_arguments(p)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (device)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any config key, e.g. inference.prompt=...")

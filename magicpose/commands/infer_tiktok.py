@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from magicpose.commands.outputs import (
     INFERENCE_FLAGS,
     add_config_argument,
+    add_context_arguments,
     build_pipeline,
     check_inference,
     flag_overrides,
@@ -97,7 +98,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance-scale", type=float, help="Image-CFG scale (inference.guidance_scale)")
     p.add_argument("--seed", type=int, help="random seed (inference.seed)")
     p.add_argument("--size", type=int, help="frame side in pixels (inference.size)")
-    p.add_argument("--frames-per-batch", type=int, help="frames denoised together (inference.frames_per_batch)")
+    p.add_argument("--frames-per-batch", type=int,
+                   help="frames denoised together (inference.frames_per_batch); each pipeline call (a resumable unit) "
+                        "gets this many frames, and --context-length windows these frames")
+    add_context_arguments(p)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (device)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out made with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -34,7 +34,19 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 INFERENCE_FLAGS = {
     "steps": "inference.steps", "guidance_scale": "inference.guidance_scale", "seed": "inference.seed",
     "size": "inference.size", "frames_per_batch": "inference.frames_per_batch", "device": "device",
+    "context_length": "inference.context_length", "context_overlap": "inference.context_overlap",
 }  # fmt: skip
+
+CONTEXT_HELP = ("sliding window in frames for long videos (inference.context_length; default: none): each window is "
+                "denoised in one pass and overlapping windows are blended per frame. Without a motion module the "
+                "frames do not interact, so windows are frame batches and the frames equal those without windows")
+
+
+def add_context_arguments(parser: argparse.ArgumentParser) -> None:
+    """--context-length / --context-overlap of the MagicPose sampling commands."""
+    parser.add_argument("--context-length", type=int, metavar="N", help=CONTEXT_HELP)
+    parser.add_argument("--context-overlap", type=int, metavar="N",
+                        help="frames shared by neighbouring windows (inference.context_overlap, default 4)")
 
 
 def flag_overrides(args: argparse.Namespace, mapping: dict[str, str]) -> list[str]:
@@ -142,6 +154,8 @@ def sampling_arguments(config: MagicPoseConfig) -> dict[str, Any]:
         "controlnet_conditioning_scale": inf.controlnet_conditioning_scale,
         "frames_per_batch": inf.frames_per_batch,
         "shared_noise": inf.shared_noise,
+        "context_length": inf.context_length,
+        "context_overlap": inf.context_overlap,
     }
 
 
@@ -176,3 +190,6 @@ def check_inference(config: MagicPoseConfig, multiple: int) -> None:
         raise UserError("inference.steps and inference.frames_per_batch must be at least 1")
     if inf.fps <= 0:
         raise UserError(f"inference.fps: {inf.fps} must be positive")
+    if inf.context_length is not None and (inf.context_length < 1 or not 0 <= inf.context_overlap < inf.context_length):
+        raise UserError(f"inference.context_length / context_overlap: {inf.context_length} / {inf.context_overlap}: "
+                        "need a length of at least 1 and 0 <= overlap < length")

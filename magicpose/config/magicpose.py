@@ -45,6 +45,10 @@ class InferenceConfig:
     guidance_mode: str = "controlnet_important"  # or "balance"
     controlnet_conditioning_scale: float = 1.0
     frames_per_batch: int = 8
+    # sliding window in frames (null: batches of frames_per_batch); without a motion module frames are independent,
+    # so a window is a frame batch and the result equals the unwindowed one
+    context_length: int | None = None
+    context_overlap: int = 4  # frames shared by neighbouring windows
     size: int = 512  # frames are size x size pixels
     resize_mode: str = "crop"  # "crop": centre square crop (the original); "pad": pad to a square, keep everything
     prompt: str = ""

@@ -8,7 +8,7 @@ frame) plus what it lacked:
   last window ends at the last frame) and blends their noise predictions per frame with weights that ramp down
   towards the window edges; the scheduler then steps the whole clip at once. Blending predictions before a
   (per-element affine) DDIM step equals blending the windows' stepped latents. A window as long as the clip is a
-  plain single pass.
+  plain single pass. The window logic is `windows.py`'s, shared with `MagicPosePipeline`.
 * `pose_scale` (the original: 1), `pose_on_uncond` (the original: true), `guidance_scale <= 1` without a CFG batch,
   pose sizes following `height`/`width` (the original forced 512).
 * diffusers' calling conventions (see `conventions.py`): batches of videos (a list of prompts, `num_videos_per_prompt`,
@@ -56,6 +56,7 @@ from magicpose.pipelines.conventions import (
     step_end,
     video_noise,
 )
+from magicpose.pipelines.windows import blend_windows, check_window, context_windows
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -67,27 +68,6 @@ class FollowYourPoseOutput(BaseOutput):
     the `b c f h w` latents. `export_to_video(output.frames[0], "out.mp4")` writes the first video."""
 
     frames: list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor
-
-
-def context_windows(num_frames: int, length: int | None, overlap: int) -> list[range]:
-    """Frame windows of `length` (all frames when None or >= num_frames), consecutive ones sharing `overlap`."""
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if length is None or length >= num_frames:
-        return [range(num_frames)]
-    if length < 1 or not 0 <= overlap < length:
-        raise ValueError(f"need 1 <= context_length and 0 <= context_overlap < context_length, got {length}, {overlap}")
-    starts = list(range(0, num_frames - length + 1, length - overlap))
-    if starts[-1] + length < num_frames:
-        starts.append(num_frames - length)  # the last window ends at the last frame
-    return [range(s, s + length) for s in starts]
-
-
-def window_weights(length: int, overlap: int) -> torch.Tensor:
-    """Per-frame blend weights of one window: 1 in the middle, ramping down over the `overlap` frames at each edge."""
-    index = torch.arange(length, dtype=torch.float64)
-    ramp = torch.minimum(index + 1, length - index) / (overlap + 1)
-    return ramp.clamp(max=1.0)
 
 
 class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
@@ -164,8 +144,7 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
             raise ValueError("this pipeline has no pose adapter: pass skeleton=None and num_frames=")
         if skeleton is None and not num_frames:
             raise ValueError("num_frames is required without a skeleton")
-        if context_length is not None:
-            context_windows(max(context_length + 1, 2), context_length, context_overlap)  # validates the pair
+        check_window(context_length, context_overlap)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {list(OUTPUT_TYPES)}, got {output_type!r}")
         if output_type != "latent" and self.vae is None:
@@ -341,22 +320,20 @@ class FollowYourPosePipeline(TextConditioned, DiffusionPipeline):
             context_length / context_overlap: the sliding window, as in `__call__`.
         """
         windows = context_windows(latents.shape[2], context_length, context_overlap)
-        if len(windows) == 1:
-            return self.guided_noise(latents, timestep, prompt_embeds, negative_prompt_embeds, pose_features,
-                                     guidance_scale, pose_on_uncond, cross_attention_kwargs)
-        if guidance_scale > 1.0 and negative_prompt_embeds is None:
-            negative_prompt_embeds = self.encode_text("")
-        total = torch.zeros_like(latents, dtype=torch.float64)
-        weight = torch.zeros(latents.shape[2], dtype=torch.float64, device=latents.device)
-        for window in windows:
+        if len(windows) > 1 and guidance_scale > 1.0 and negative_prompt_embeds is None:
+            negative_prompt_embeds = self.encode_text("")  # once for all windows, not once per window
+
+        def window_noise(window: range) -> torch.Tensor:
+            if len(window) == latents.shape[2]:  # the whole clip: the tensors as given
+                return self.guided_noise(latents, timestep, prompt_embeds, negative_prompt_embeds, pose_features,
+                                         guidance_scale, pose_on_uncond, cross_attention_kwargs)
             index = list(window)
-            w = window_weights(len(index), context_overlap).to(latents.device)
             part = None if pose_features is None else [f[index] for f in pose_features]
-            eps = self.guided_noise(latents[:, :, index], timestep, prompt_embeds, negative_prompt_embeds, part,
-                                    guidance_scale, pose_on_uncond, cross_attention_kwargs)
-            total[:, :, index] += eps.double() * w.view(1, 1, -1, 1, 1)
-            weight[index] += w
-        return (total / weight.view(1, 1, -1, 1, 1)).to(latents.dtype)
+            return self.guided_noise(latents[:, :, index], timestep, prompt_embeds, negative_prompt_embeds, part,
+                                     guidance_scale, pose_on_uncond, cross_attention_kwargs)
+
+        return blend_windows(window_noise, latents.shape[2], context_length, context_overlap, dim=2,
+                             dtype=latents.dtype)
 
     @torch.no_grad()
     def guided_noise(

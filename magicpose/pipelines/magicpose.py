@@ -3,7 +3,9 @@
 Per denoising step the appearance UNet runs once on the references (one batched pass); each reference's bank
 serves every frame of its videos and both guidance halves. Frames are denoised in batches of `frames_per_batch`;
 each (video, batch of frames) keeps its own copy of the scheduler so that multistep schedulers see one consistent
-sample history.
+sample history. With `context_length`, the noise of each video is predicted per overlapping window of frames and
+blended per frame (`windows.py`, shared with Follow-Your-Pose); the bank written once per step serves every window.
+Without a motion module frames are independent, so windows are frame batches: the result equals the unwindowed one.
 
 diffusers' calling conventions: a call makes `batch x num_videos_per_prompt` videos (`batch`: several references,
 prompts or pose sequences; the others broadcast), `.frames` is a batch of videos for every `output_type`,
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,7 @@ from magicpose.pipelines.conventions import (
     step_end,
     video_noise,
 )
+from magicpose.pipelines.windows import blend_windows, check_window
 
 
 @dataclass
@@ -199,8 +202,9 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
 
     def _check_inputs(self, pose_images, guidance_mode: str, frames_per_batch: int, prompt, negative_prompt,
                       prompt_embeds, negative_prompt_embeds, reference_image, reference_latents,
-                      num_videos_per_prompt: int) -> None:
+                      num_videos_per_prompt: int, context_length: int | None = None, context_overlap: int = 4) -> None:
         check_prompt_inputs(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds)
+        check_window(context_length, context_overlap)
         if reference_image is not None and reference_latents is not None:
             raise ValueError("pass reference_image or reference_latents, not both")
         if guidance_mode not in GUIDANCE_MODES:
@@ -297,6 +301,8 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         num_videos_per_prompt: int = 1,
         cross_attention_kwargs: dict[str, Any] | None = None,
+        context_length: int | None = None,
+        context_overlap: int = 4,
     ) -> MagicPoseOutput | tuple:
         """Generate videos of reference images following pose sequences: one frame per pose map.
 
@@ -340,12 +346,17 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             num_videos_per_prompt: videos per batch item, each from its own noise.
             cross_attention_kwargs: passed to the attention processors of both UNets next to the reference bank
                 (as diffusers passes them to a UNet's; e.g. a LoRA `scale`).
+            context_length / context_overlap: the sliding window of frames (None: batches of `frames_per_batch`):
+                each window of `context_length` frames is one pass, consecutive windows share `context_overlap`
+                frames and their predictions are blended per frame. Without a motion module the frames do not
+                interact, so this equals the unwindowed result (to float rounding) and a window is a frame batch.
         """
         callback_names = callback_tensor_inputs(
             callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
         )
         self._check_inputs(pose_images, guidance_mode, frames_per_batch, prompt, negative_prompt, prompt_embeds,
-                           negative_prompt_embeds, reference_image, reference_latents, num_videos_per_prompt)
+                           negative_prompt_embeds, reference_image, reference_latents, num_videos_per_prompt,
+                           context_length, context_overlap)
         device = self._execution_device
         if pose_images is not None:
             poses, height, width = self._pose_sequences(pose_images, height, width)
@@ -391,16 +402,14 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
                 for v in range(videos):
                     unit_bank = None if bank is None else (bank if bank_units == 1 else bank.select(v // per))
                     video_poses = None if poses is None else poses[0 if len(poses) == 1 else v // per]
+                    inputs = GuidanceInputs(text[v : v + 1], uncond_text[v : v + 1], video_poses, unit_bank,
+                                            cross_attention_kwargs)
+                    sample = torch.cat([scheduler.scale_model_input(latents[v, frames], t)
+                                        for frames, scheduler in zip(chunks, schedulers[v])])
+                    eps = self._video_noise(model, sample, t, inputs, chunks, (context_length, context_overlap),
+                                            (self.guidance_scale, guidance_mode, controlnet_conditioning_scale))
                     for frames, scheduler in zip(chunks, schedulers[v]):
-                        inputs = GuidanceInputs(text[v : v + 1], uncond_text[v : v + 1],
-                                                None if video_poses is None else video_poses[frames], unit_bank,
-                                                cross_attention_kwargs)
-                        sample = scheduler.scale_model_input(latents[v, frames], t)
-                        eps = guided_prediction(
-                            model, sample, t, inputs, self.guidance_scale, guidance_mode,
-                            controlnet_conditioning_scale,
-                        )
-                        out = scheduler.step(eps, t, latents[v, frames], **step_kwargs, return_dict=False)[0]
+                        out = scheduler.step(eps[frames], t, latents[v, frames], **step_kwargs, return_dict=False)[0]
                         stepped[v, frames] = out
                         progress.update()
                 latents = stepped
@@ -414,6 +423,23 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         if not return_dict:
             return (frames_out,)
         return MagicPoseOutput(frames=frames_out)
+
+    @staticmethod
+    def _video_noise(model: MagicPoseModel, sample: torch.Tensor, t: torch.Tensor, inputs: GuidanceInputs,
+                     chunks: list[slice], window: tuple[int | None, int], guidance: tuple[float, str, float]
+                     ) -> torch.Tensor:
+        """The guided noise `f c h w` of one video's scaled latents `sample`: one pass per batch of frames
+        (`chunks`), or, with a window length, per context window, blended per frame. `inputs` covers every frame;
+        its reference bank (written once this step) serves every pass."""
+
+        def predict(frames: slice | range) -> torch.Tensor:
+            part = slice(frames.start, frames.stop)
+            poses = None if inputs.pose_images is None else inputs.pose_images[part]
+            return guided_prediction(model, sample[part], t, replace(inputs, pose_images=poses), *guidance)
+
+        if window[0] is None:
+            return torch.cat([predict(frames) for frames in chunks])
+        return blend_windows(predict, sample.shape[0], *window, dim=0)
 
     def decode_latents(self, latents: torch.Tensor, frames_per_batch: int = 8) -> torch.Tensor:
         """`v f c h w` latents -> `v f 3 H W` pixels in [-1, 1], `frames_per_batch` frames per VAE call."""
