@@ -67,6 +67,10 @@ def test_infer_tiktok_resumes(run, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("magicpose infer-tiktok: error:") and str(out) in err and "inference" in err
     assert "\n" not in err
+    # without windows the recorded settings are those of runs made before windows existed (they resume)
+    settings = json.loads((out / "infer.json").read_text())["settings"]["inference"]
+    assert "context_length" not in settings and "context_overlap" not in settings
+    assert main([*args, "--context-length", "2"]) == 1 and "inference" in capsys.readouterr().err
 
 
 def test_the_released_test_split_name_needs_no_split_flag(tmp_path, capsys):

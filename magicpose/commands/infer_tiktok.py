@@ -137,6 +137,9 @@ def _settings(config: Any, request: InferRequest) -> dict[str, Any]:
     from magicpose.config import to_container
 
     inference = {k: v for k, v in to_container(config.inference).items() if k not in ("frames_per_batch", "fps")}
+    if inference.get("context_length") is None:  # no windows: the settings of runs made before windows existed
+        inference.pop("context_length", None)
+        inference.pop("context_overlap", None)
     return {
         "model": to_container(config.model),
         "inference": inference,
