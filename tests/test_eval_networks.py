@@ -136,7 +136,8 @@ def test_missing_weight_file_is_named_and_other_metrics_run(weights, tmp_path):
     assert str(partial / "i3d_pretrained_400.pt") in record["skipped"]["fvd"]
     assert str(partial / "resnet-50-kinetics.pth") in record["skipped"]["fid_vid"]
     for protocol in ("disco", "fixed"):
-        assert set(record["metrics"][protocol]) == {"l1", "ssim", "psnr", "lpips"}
+        assert set(record["metrics"][protocol]) == {"l1", "ssim", "psnr", "lpips", "flicker", "flicker_energy_pred",
+                                                    "flicker_energy_gt", "flicker_energy_ratio"}  # weight-free too
     disco, fixed = record["metrics"]["disco"], record["metrics"]["fixed"]
     assert disco["l1"] == pytest.approx(fixed["l1"] * 255 / (32 * 32))  # L1 / (H*W) vs a plain mean
     assert disco["lpips"] != fixed["lpips"]  # [0, 1] vs [-1, 1] inputs
