@@ -46,11 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_known_noise() -> None:
+def _no_torchvision_notice(record: logging.LogRecord) -> bool:
     """transformers says on every run that CLIP's image processor falls back to PIL without torchvision; nothing here
     uses that processor, and two such lines before a one-line error bury it."""
-    logging.getLogger("transformers.utils.import_utils").addFilter(
-        lambda record: "requires torchvision" not in record.getMessage())
+    return "requires torchvision" not in record.getMessage()
+
+
+def _quiet_known_noise() -> None:
+    logger = logging.getLogger("transformers.utils.import_utils")
+    if _no_torchvision_notice not in logger.filters:  # main() runs many times in one process (tests)
+        logger.addFilter(_no_torchvision_notice)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,12 +52,14 @@ ORIGINAL_NAMES: dict[str, str] = {
     "resume_dir": "--resume (fit continues run_dir)",
     "eta": "nothing: DDIM with eta 0, as the original ran it (inference.scheduler swaps the sampler)",
     # Follow-Your-Pose: txt2video.py / train_followyourpose.py / configs/pose_*.yaml
-    "skeleton_path": "--skeleton VIDEO_OR_DIR (fyp-sample), or --video RAW.mp4 to extract the skeleton first",
+    "skeleton_path": "--skeleton VIDEO_OR_DIR (fyp-sample), or --video RAW.mp4 to extract the skeleton first; "
+                     "train.sample_skeleton for validation videos during training",
     "pretrained_model_path": "model.paths.unet / vae / text_encoder / tokenizer (configs/followyourpose/base.yaml)",
     "resume_from_checkpoint": "model.pretrained=followyourpose_checkpoint-1000 (converted once on first use)",
     "validation_data": "inference.* (fyp-sample); `magicpose convert fyp-config` converts a whole original YAML",
     "train_data": "data.* (configs/followyourpose/stage2.yaml); `magicpose convert fyp-config` converts a whole YAML",
-    "prompts": "--prompt TEXT (fyp-sample; repeat it for several videos)",
+    "prompts": "--prompt TEXT (fyp-sample; repeat it for several videos) or inference.prompts; "
+               "train.sample_prompts for validation videos during training",
     "video_length": "inference.frames (--frames)",
     "frame_skeleton_stride": "inference.stride (--stride)",
     "num_inference_steps": "inference.steps (--steps)",
@@ -73,6 +75,7 @@ ORIGINAL_NAMES: dict[str, str] = {
     "trainable_modules": "train.trainable_modules",
     "max_grad_norm": "train.grad_clip",
     "gpu_ids": "trainer.devices (CUDA_VISIBLE_DEVICES picks which)",
+    "gradient_checkpointing": "train.gradient_checkpointing",
     "config": "-c/--config YAML",
 }
 

@@ -199,3 +199,20 @@ def test_the_original_yamls_convert_and_run(fyp_checkout, monkeypatch, capsys):
                  "trainer.accelerator=cpu", "trainer.devices=1", "run_dir=runs/fyp"]) == 0
     assert len(list((fyp_checkout / "runs/fyp/samples/step-0000001").glob("*.mp4"))) == 4  # the four prompts
     assert (fyp_checkout / "runs/fyp/pipeline/unet").is_dir()
+
+
+def test_the_names_table_agrees_with_the_fyp_yaml_converter():
+    """Two places know what an original Follow-Your-Pose key is here: the hint for a stray key and the converter of
+    whole YAMLs. Every key both know must point at the converter's targets."""
+    from magicpose.config.original_fyp import BOTH_DIRECT, SAMPLE_DIRECT, TRAIN_DIRECT
+    from magicpose.original_names import original_name_hint
+
+    checked = 0
+    for table in (TRAIN_DIRECT, SAMPLE_DIRECT, BOTH_DIRECT):
+        for key, (targets, _) in table.items():
+            hint = original_name_hint(key)
+            if hint is None:
+                continue
+            checked += 1
+            assert all(target in hint for target in targets), (key, targets, hint)
+    assert checked >= 12

@@ -139,3 +139,24 @@ def test_follow_your_pose_release_files(tmp_path, monkeypatch):
     assert all(torch.equal(ours["unet." + k], v) for k, v in state.items() if not k.startswith("skeleton_adapter."))
     enc = torch.load(encoder, weights_only=True)
     assert sum(v.numel() for v in built["pose_adapter"].state_dict().values()) == sum(v.numel() for v in enc.values())
+
+
+def test_processes_starting_together_convert_once(released, tmp_path, monkeypatch):
+    """DDP ranks start together: the lock lets one convert while the others wait and reuse its folder. flock locks
+    belong to open file descriptions, so threads that each open the lock file contend like processes."""
+    import threading
+
+    from magicpose.convert.cache import converted_folder
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    lines: list[str] = []
+    folders: list = []
+    workers = [threading.Thread(target=lambda: folders.append(
+        converted_folder(released / "control_v11p_sd15_openpose.pth", TINY, lines.append))) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(set(folders)) == 1 and (folders[0] / "controlnet").is_dir()
+    assert sum(line.startswith("converting ") for line in lines) == 1
+    assert sum("using its conversion in" in line for line in lines) == 2

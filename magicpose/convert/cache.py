@@ -31,12 +31,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from magicpose.convert.followyourpose import CHECKPOINT_FILES
 from magicpose.convert.safe_load import open_checkpoint
 from magicpose.errors import UserError
 from magicpose.paths import first_existing
 
 CACHE_ENV = "MAGICPOSE_CACHE"
-FYP_CHECKPOINT_FILES = ("pytorch_model.bin", "model.safetensors", "pytorch_model.safetensors")
 # what a file holds -> the components its conversion has
 HOLDS = {
     "magicdance": "a MagicDance checkpoint",
@@ -96,23 +96,33 @@ def original_file(path: Path) -> Path | None:
         return path
     if (path / "config.json").is_file() or (path / "model_index.json").is_file():
         return None
-    for name in FYP_CHECKPOINT_FILES:  # an accelerate save_state folder (followyourpose_checkpoint-1000/)
+    for name in CHECKPOINT_FILES:  # an accelerate save_state folder (followyourpose_checkpoint-1000/)
         if (path / name).is_file():
             return path / name
     return None
 
 
+def _in_checkpoint_folder(source: Path) -> bool:
+    """The state-dict file of an accelerate folder: the folder, not the file, is what the user named."""
+    return source.name in CHECKPOINT_FILES
+
+
+def _home(source: Path) -> Path:
+    """The folder holding what the user named: the file's, or its checkpoint folder's."""
+    return source.parent.parent if _in_checkpoint_folder(source) else source.parent
+
+
 def cache_folder(source: Path) -> Path:
     """Where `source` converts to: `<cache>/<stem>-<size>-<mtime>` (the stem of the folder for a checkpoint folder)."""
     stat = source.stat()
-    stem = source.parent.name if source.name in FYP_CHECKPOINT_FILES else source.stem
+    stem = source.parent.name if _in_checkpoint_folder(source) else source.stem
     return _cache_root(source) / f"{stem}-{stat.st_size}-{int(stat.st_mtime)}"
 
 
 def _cache_root(source: Path) -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    base = source.parent.parent if source.name in FYP_CHECKPOINT_FILES else source.parent
+    base = _home(source)
     beside = base / ".converted"
     if os.access(beside if beside.exists() else base, os.W_OK):
         return beside
@@ -189,7 +199,7 @@ def _convert(source: Path, holds: str, folder: Path, components: str | None) -> 
         convert_pose_encoder(source, folder, components=components or SD_CONFIGS)
     else:
         # the release's layout: stable-diffusion-v1-4/ and pose_encoder.pth beside the checkpoint folder
-        release = source.parent.parent if source.name in FYP_CHECKPOINT_FILES else source.parent
+        release = _home(source)
         sd = release / "stable-diffusion-v1-4"
         encoder = release / "pose_encoder.pth"
         convert_followyourpose(source, folder, sd=sd if sd.is_dir() else None,

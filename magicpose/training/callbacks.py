@@ -53,32 +53,52 @@ class SampleWarning(UserWarning):
     """Validation samples during training are off (no sample split) or failed (the run goes on)."""
 
 
-class SampleClip(pl.Callback):
-    """Every `every` steps on rank 0: animate the first frames of one held-out clip and log a grid
-    (reference | pose | generated | ground truth) to TensorBoard and an mp4 to `samples/`."""
+class PeriodicSamples(pl.Callback):
+    """Every `every` steps on rank 0: `sample(trainer, module, step)` with the module in eval mode (its mode is
+    restored after). A sample is a by-product: a failure is one `SampleWarning` with the reason, sampling stops for
+    the rest of the run (it would fail again), and training goes on. Subclasses name what they make in `what`."""
 
-    def __init__(self, clip: dict[str, Any], folder: Path, every: int, inference: Any) -> None:
-        self.clip, self.folder, self.every, self.inference = clip, Path(folder), every, inference
+    what = "samples"
+
+    def __init__(self, every: int) -> None:
+        self.every = every
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: Any, *args: Any) -> None:
         step = trainer.global_step
-        if self.every and step % self.every == 0 and step > 0 and trainer.is_global_zero:
-            was_training = module.training
-            try:
-                self.sample(trainer, module, step)
-            except Exception as err:  # a sample is a by-product: never the reason a long run dies, never silent
-                self.every = 0
-                reason = (str(err).strip().splitlines() or [""])[0]
-                warnings.warn(f"sample clip at step {step} failed, no more sample clips this run: "
-                              f"{type(err).__name__}: {reason}", SampleWarning, stacklevel=1)
-            finally:
-                module.train(was_training)
+        if not (self.every and step > 0 and step % self.every == 0 and trainer.is_global_zero):
+            return
+        was_training = module.training
+        module.eval()
+        try:
+            self.sample(trainer, module, step)
+        except Exception as err:  # noqa: BLE001 - whatever it is: say why once, keep training
+            self.every = 0
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            reason = (str(err).strip().splitlines() or [""])[0]
+            warnings.warn(f"{self.what} at step {step} failed ({type(err).__name__}: {reason}); sampling is off for "
+                          "the rest of this run", SampleWarning, stacklevel=1)
+        finally:
+            module.train(was_training)
+
+    def sample(self, trainer: pl.Trainer, module: Any, step: int) -> None:
+        raise NotImplementedError
+
+
+class SampleClip(PeriodicSamples):
+    """Every `every` steps on rank 0: animate the first frames of one held-out clip and log a grid
+    (reference | pose | generated | ground truth) to TensorBoard and an mp4 to `samples/`."""
+
+    what = "sample clip"
+
+    def __init__(self, clip: dict[str, Any], folder: Path, every: int, inference: Any) -> None:
+        super().__init__(every)
+        self.clip, self.folder, self.inference = clip, Path(folder), inference
 
     @torch.no_grad()
     def sample(self, trainer: pl.Trainer, module: Any, step: int) -> None:
         from magicpose.media import write_video
 
-        module.eval()
         pipe = module.pipeline()
         clip, inf = self.clip, self.inference
         poses = clip["pose_pixel_values"].to(module.device)

@@ -25,10 +25,9 @@ from PIL import Image
 from magicpose.config import FypInferenceConfig
 from magicpose.errors import UserError
 from magicpose.paths import prompt_file_stem, resolve_path
+from magicpose.training.callbacks import PeriodicSamples, SampleWarning
 
-
-class SampleWarning(UserWarning):
-    """Validation sampling did not happen as configured; training goes on."""
+__all__ = ["FypSamples", "SampleWarning", "read_sample_skeleton", "sample_callbacks"]
 
 
 def read_sample_skeleton(path: str, frames: int, stride: int, start: int) -> list[Image.Image]:
@@ -58,13 +57,17 @@ def read_sample_skeleton(path: str, frames: int, stride: int, start: int) -> lis
     return [picked[i] for i in wanted]
 
 
-class FypSamples(pl.Callback):
+class FypSamples(PeriodicSamples):
+    """One video per prompt every `every` steps (see the module docstring)."""
+
+    what = "validation samples"
+
     def __init__(self, folder: Path, every: int, prompts: list[str], skeleton: str | None,
                  inference: FypInferenceConfig) -> None:
-        self.folder, self.every, self.prompts = Path(folder), every, list(prompts)
+        super().__init__(every)
+        self.folder, self.prompts = Path(folder), list(prompts)
         self.skeleton_path, self.inference = skeleton, inference
         self.skeleton: list[Image.Image] | None = None
-        self.enabled = True
 
     def on_fit_start(self, trainer: pl.Trainer, module: Any) -> None:
         if trainer.is_global_zero and self.skeleton_path:
@@ -84,21 +87,8 @@ class FypSamples(pl.Callback):
         except Exception as err:  # noqa: BLE001 - whatever it is, training goes on (pose-free)
             return _warn_none(f"train.sample_skeleton: {err}; validation samples are pose-free")
 
-    def on_train_batch_end(self, trainer: pl.Trainer, module: Any, *args: Any) -> None:
-        step = trainer.global_step
-        if not (self.enabled and self.every and step > 0 and step % self.every == 0 and trainer.is_global_zero):
-            return
-        try:
-            self.sample(module, step)
-        except Exception as err:  # noqa: BLE001 - any failure: say why once, keep training
-            self.enabled = False
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            warnings.warn(f"validation samples at step {step} failed ({type(err).__name__}: {err}); sampling is off "
-                          "for the rest of this run", SampleWarning, stacklevel=2)
-
     @torch.no_grad()
-    def sample(self, module: Any, step: int) -> Path:
+    def sample(self, trainer: pl.Trainer, module: Any, step: int) -> Path:
         """One video per prompt into `samples/step-NNNNNNN/` (written aside, then renamed: never half a folder)."""
         from magicpose.media import write_video
 
@@ -107,8 +97,6 @@ class FypSamples(pl.Callback):
         partial = self.folder / f".partial-step-{step:07d}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        was_training = module.training
-        module.eval()
         try:
             pipe = module.pipeline()
             for index, prompt in enumerate(self.prompts):
@@ -123,8 +111,6 @@ class FypSamples(pl.Callback):
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        finally:
-            module.train(was_training)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
         return target
