@@ -34,6 +34,10 @@ class ModelSpec(ComponentSources):
     attention: str = "sdpa"
     with_controlnet: bool = True
     pixel_space: bool = False  # no VAE: the UNets denoise RGB pixels directly (the CPU toy world's choice)
+    # the temporal motion module (stage 3, an AnimateDiff MotionAdapter): null (auto) uses one when paths.motion_adapter
+    # or pretrained/motion_adapter/ has it; true requires one (fresh, zero-initialised, from components/ without
+    # weights); false never
+    motion_module: bool | None = None
 
 
 @dataclass

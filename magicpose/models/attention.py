@@ -16,7 +16,12 @@ ordinary argument of every checkpointed block.
 
 Broadcasting: a bank holds R references. The main UNet's batch B must be a multiple of R, laid out as `(n r)`:
 batch item b reads reference `b % R`. So one reference serves any number of target frames (and both CFG halves)
-without running the appearance UNet again, and R references with n = 1 is the usual training batch.
+without running the appearance UNet again, and R references with n = 1 is the usual training batch. A bank made
+`grouped` serves clips instead: the batch is `(r n)` (the n frames of a clip consecutive, as a motion UNet flattens
+them) and item b reads reference `b // n`.
+
+With a motion module (`magicpose.models.motion`) only the spatial `attn1` layers read the bank; the temporal layers
+(inside `motion_modules`) attend over frames and keep stock behaviour.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from diffusers.models.attention_processor import (
 from einops import rearrange
 from torch import nn
 
+from magicpose.models.motion import is_temporal
+
 AttentionBackend = Literal["sdpa", "xformers"]
 BANK_KWARG = "reference_bank"
 
@@ -46,6 +53,7 @@ class ReferenceBank:
     def __init__(self) -> None:
         self._states: dict[str, torch.Tensor] = {}
         self.reads = 0  # lookups by read processors: 0 after a UNet call means nothing read the bank
+        self.grouped = False  # False: batch `(n r)`, item b reads b % R; True: batch `(r n)`, item b reads b // n
 
     def write(self, name: str, hidden_states: torch.Tensor) -> None:
         # A layer may write twice: gradient checkpointing re-runs the appearance UNet's blocks during the
@@ -60,6 +68,7 @@ class ReferenceBank:
         """A bank of reference `index` alone (views of these states): what serves that reference's videos."""
         bank = ReferenceBank()
         bank._states = {name: states[index : index + 1] for name, states in self._states.items()}
+        bank.grouped = self.grouped
         return bank
 
     @property
@@ -173,7 +182,7 @@ class ReferenceWriteProcessor(BankAwareProcessor):
 
 
 class ReferenceReadProcessor(BankAwareProcessor):
-    """On the main UNet's `attn1`: self-attention whose keys/values also cover the reference tokens.
+    """On the main UNet's spatial `attn1`: self-attention whose keys/values also cover the reference tokens.
 
     Without a bank (or without an entry for this layer) it is exactly the stock processor.
     """
@@ -196,18 +205,23 @@ class ReferenceReadProcessor(BankAwareProcessor):
             return self._stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 3:
             raise ValueError(f"{self.name}: reference attention expects plain self-attention on (b, n, c) tokens")
-        return self._attend_with_reference(attn, hidden_states, reference)
+        return self._attend_with_reference(attn, hidden_states, reference, reference_bank.grouped)
 
-    def _attend_with_reference(self, attn: Attention, h: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def _attend_with_reference(self, attn: Attention, h: torch.Tensor, reference: torch.Tensor, grouped: bool
+                               ) -> torch.Tensor:
         batch, n_refs = h.shape[0], reference.shape[0]
         if batch % n_refs:
             raise ValueError(f"{self.name}: batch {batch} is not a multiple of the {n_refs} references in the bank")
         repeats = batch // n_refs
         reference = reference.to(h.dtype)
+
+        def tile(x: torch.Tensor) -> torch.Tensor:
+            return x.repeat_interleave(repeats, dim=0) if grouped else x.repeat(repeats, 1, 1)
+
         # to_k/to_v are linear, so projecting the reference once and tiling it equals projecting cat[h, ref] per
         # item; it saves (repeats - 1) projections of the reference tokens.
-        key = torch.cat([attn.to_k(h), attn.to_k(reference).repeat(repeats, 1, 1)], dim=1)
-        value = torch.cat([attn.to_v(h), attn.to_v(reference).repeat(repeats, 1, 1)], dim=1)
+        key = torch.cat([attn.to_k(h), tile(attn.to_k(reference))], dim=1)
+        value = torch.cat([attn.to_v(h), tile(attn.to_v(reference))], dim=1)
         return attend_and_project(attn, h, attn.to_q(h), key, value, self.settings)
 
 
@@ -239,8 +253,15 @@ def attend_and_project(
 
 
 def self_attention_names(unet: nn.Module) -> list[str]:
-    """Names of the `attn1` modules of the transformer blocks (16 on SD-1.5), in registration order."""
-    return [name for name, module in unet.named_modules() if isinstance(module, Attention) and name.endswith("attn1")]
+    """Names of the spatial `attn1` modules of the transformer blocks (16 on SD-1.5), in registration order (the
+    temporal ones of a motion UNet excluded)."""
+    return [name for name, module in unet.named_modules() if isinstance(module, Attention) and is_reference_layer(name)]
+
+
+def is_reference_layer(name: str) -> bool:
+    """A layer that reads (main UNet) or writes (appearance UNet) the bank: a spatial self-attention `attn1`."""
+    name = name.removesuffix(".processor")
+    return name.endswith("attn1") and not is_temporal(name)
 
 
 ROLES = {"reader": ReferenceReadProcessor, "writer": ReferenceWriteProcessor, "plain": BankAwareProcessor}
@@ -273,7 +294,7 @@ def install_processors(
         settings = layer_settings(current)
         settings = AttentionSettings(backend or settings.backend, settings.slice_size)
         module_name = name.removesuffix(".processor")
-        kind = attn1 if module_name.endswith("attn1") else BankAwareProcessor
+        kind = attn1 if is_reference_layer(module_name) else BankAwareProcessor
         if backend is None and isinstance(current, kind) and (kind is not BankAwareProcessor or
                                                               type(current) is BankAwareProcessor):
             processors[name] = current  # ours already, with its settings (or a subclass that adds to it)
@@ -303,7 +324,7 @@ def installed_backend(model: nn.Module, role: str) -> AttentionBackend | None:
     expected = ROLES[role]
     backends = set()
     for name, processor in model.attn_processors.items():
-        if name.removesuffix(".processor").endswith("attn1"):
+        if is_reference_layer(name):
             ours = isinstance(processor, expected)  # a subclass (e.g. one that also records) counts
         else:
             ours = type(processor) is BankAwareProcessor

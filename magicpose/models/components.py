@@ -6,6 +6,8 @@ Each component comes from, in this order:
 3. the appearance UNet only: a copy of the main UNet (the original initialisation);
 4. random initialisation from `components/<name>` (a folder of configs, e.g. `configs/models/tiny`), seeded.
 The tokenizer and the scheduler have no weights: they always come from a folder (rules 1, 2 or 4).
+The motion adapter (stage 3, optional) follows `model.motion_module`: `true` needs one (rule 4 builds it
+zero-initialised, so it starts as the identity), `false` builds none, `null` (auto) uses one when rule 1 or 2 finds it.
 Nothing is ever fetched from a hub: every path is local and a missing one is an error naming it. Loading is strict:
 a missing, unexpected or mis-shaped weight is an error naming the folder (`load_strict`).
 Follow-Your-Pose's builder (`fyp_components.py`) uses the same rules with its own components.
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, SchedulerMixin, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, SchedulerMixin, UNet2DConditionModel
 from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -27,12 +29,14 @@ from magicpose.config.magicpose import ModelSpec
 from magicpose.errors import UserError
 from magicpose.paths import first_existing, resolve_path
 
-COMPONENT_NAMES = ("vae", "text_encoder", "tokenizer", "unet", "appearance_unet", "controlnet", "scheduler")
+COMPONENT_NAMES = ("vae", "text_encoder", "tokenizer", "unet", "appearance_unet", "controlnet", "scheduler",
+                   "motion_adapter")
 _DIFFUSERS_MODELS = {
     "vae": AutoencoderKL,
     "unet": UNet2DConditionModel,
     "appearance_unet": UNet2DConditionModel,
     "controlnet": ControlNetModel,
+    "motion_adapter": MotionAdapter,
 }
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 ATTENTION_BACKENDS = ("sdpa", "xformers")
@@ -55,6 +59,8 @@ def build_components(spec: ModelSpec, names: tuple[str, ...] = COMPONENT_NAMES) 
 
 
 def _build_one(spec: ModelSpec, name: str, index: int, built: dict[str, Any]) -> Any:
+    if name == "motion_adapter":
+        return _motion_adapter(spec, index)
     source = local_source(spec, name)
     if source is not None:
         return load_component(name, source)
@@ -65,6 +71,21 @@ def _build_one(spec: ModelSpec, name: str, index: int, built: dict[str, Any]) ->
         return load_component(name, config_dir)
     torch.manual_seed(spec.seed + index)  # each component its own stream, independent of build order
     return random_component(name, config_dir)
+
+
+def _motion_adapter(spec: ModelSpec, index: int) -> MotionAdapter | None:
+    """The stage-3 motion adapter by `model.motion_module` (see the module docstring)."""
+    if spec.motion_module is False:
+        return None
+    source = local_source(spec, "motion_adapter", optional=True)
+    if source is not None:
+        return load_component("motion_adapter", source)
+    if not spec.motion_module:
+        return None
+    from magicpose.models.motion import zero_init
+
+    torch.manual_seed(spec.seed + index)
+    return zero_init(random_component("motion_adapter", component_config_dir(spec, "motion_adapter")))
 
 
 # ----- shared by both systems' builders ----------------------------------------------------------------------

@@ -3,6 +3,10 @@
 Shapes (einops notation): latents `b c h w`, text embeddings `b l d`, pose maps `b 3 H W` in [0, 1] at pixel size
 (H = h * vae_scale_factor). A batch of B targets may share R references (R divides B, layout `(n r)`, see
 `magicpose.models.attention`).
+
+With a motion adapter (stage 3) the main UNet is the `UNetMotionModel` of the frozen UNet and the adapter (modules
+shared, `magicpose.models.motion`): the batch is then videos of `num_frames` consecutive frames, `(b f) c h w`, and
+the reference bank, the pose residuals and the text stay per frame. Without one nothing changes.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from diffusers import ControlNetModel, UNet2DConditionModel
+from diffusers import ControlNetModel, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from torch import nn
 
 from magicpose.models.attention import (
@@ -23,6 +27,7 @@ from magicpose.models.attention import (
     ensure_processors,
     installed_backend,
 )
+from magicpose.models.motion import denoise_frames, motion_unet
 
 GuidanceMode = Literal["controlnet_important", "balance"]
 GUIDANCE_MODES: tuple[str, ...] = ("controlnet_important", "balance")
@@ -32,10 +37,11 @@ PoseResiduals = tuple[list[torch.Tensor], torch.Tensor]
 class MagicPoseModel(nn.Module):
     """Predicts the noise (or v, or x0) of target latents given a reference latent, a pose map and text.
 
-    A wrapper that stores the three networks and changes nothing about them: `prepare()` installs the reference
+    A wrapper that stores the networks and changes nothing about them: `prepare()` installs the reference
     processors (for good, as training does, or for one call: `reference_attention()`, as the pipeline does), and
     whoever trains decides what is frozen. A frozen main UNet
     (MagicPose keeps the pretrained SD UNet frozen) stays in eval mode whatever `train()` is called with.
+    An optional `motion_adapter` adds the temporal layers (see the module docstring).
     """
 
     def __init__(
@@ -43,11 +49,31 @@ class MagicPoseModel(nn.Module):
         unet: UNet2DConditionModel,
         appearance_unet: UNet2DConditionModel,
         controlnet: ControlNetModel | None = None,
+        motion_adapter: MotionAdapter | None = None,
     ) -> None:
         super().__init__()
         self.unet = unet
         self.appearance_unet = appearance_unet
         self.controlnet = controlnet
+        self.motion_adapter = motion_adapter
+        # (unet, adapter, their UNetMotionModel): a plain tuple, so the motion model, whose parameters are the UNet's
+        # and the adapter's, is not registered a second time
+        self._motion_cache: tuple[Any, Any, UNetMotionModel] | None = None
+
+    @property
+    def temporal(self) -> bool:
+        """Whether frames of a video see each other (a motion adapter is present)."""
+        return self.motion_adapter is not None
+
+    @property
+    def main_unet(self) -> UNet2DConditionModel | UNetMotionModel:
+        """The network that denoises: the UNet, or with a motion adapter their shared `UNetMotionModel`."""
+        if self.motion_adapter is None:
+            return self.unet
+        cache = self._motion_cache
+        if cache is None or cache[0] is not self.unet or cache[1] is not self.motion_adapter:
+            cache = self._motion_cache = (self.unet, self.motion_adapter, motion_unet(self.unet, self.motion_adapter))
+        return cache[2]
 
     def prepare(self, attention: AttentionBackend | None = None) -> MagicPoseModel:
         """Install the reference read / write processors (and bank-tolerant ones on the ControlNet).
@@ -57,7 +83,7 @@ class MagicPoseModel(nn.Module):
         shared with a sampling pipeline) never resets their configuration.
         """
         backend = attention or self.attention
-        ensure_processors(self.unet, "reader", backend)
+        ensure_processors(self.main_unet, "reader", backend)
         ensure_processors(self.appearance_unet, "writer", backend)
         if self.controlnet is not None:
             ensure_processors(self.controlnet, "plain", backend)
@@ -66,7 +92,7 @@ class MagicPoseModel(nn.Module):
     @property
     def attention(self) -> AttentionBackend | None:
         """The attention backend of the installed reference processors; None before `prepare()`."""
-        return installed_backend(self.unet, "reader")
+        return installed_backend(self.main_unet, "reader")
 
     @contextmanager
     def reference_attention(self) -> Iterator[MagicPoseModel]:
@@ -77,7 +103,7 @@ class MagicPoseModel(nn.Module):
         `set_default_attn_processor`, ...); each layer's backend and slice size are taken over by ours for the call,
         so the appearance branch is always on. Processors that are ours already (a prepared model) stay as they are.
         """
-        networks = [n for n in (self.unet, self.appearance_unet, self.controlnet) if n is not None]
+        networks = [n for n in (self.main_unet, self.appearance_unet, self.controlnet) if n is not None]
         before = [(net, net.attn_processors) for net in networks]
         self.prepare()
         try:
@@ -149,23 +175,26 @@ class MagicPoseModel(nn.Module):
         reference_bank: ReferenceBank | None = None,
         residuals: PoseResiduals | None = None,
         cross_attention_kwargs: dict[str, Any] | None = None,
+        num_frames: int | None = None,
     ) -> torch.Tensor:
-        """One main-UNet pass. Without bank and residuals this is the plain, frozen SD UNet."""
+        """One main-UNet pass. Without bank and residuals this is the plain, frozen SD UNet (with a motion adapter:
+        AnimateDiff's UNet). `num_frames`: frames per video of `(b f) c h w` latents; only a motion UNet uses it, and
+        then it is required."""
         down, mid = residuals if residuals is not None else (None, None)
         encoder_hidden_states = _first(encoder_hidden_states, sample.shape[0])  # a batch-1 prompt broadcasts
         reads = None if reference_bank is None else reference_bank.reads
         kwargs = dict(cross_attention_kwargs or {})
         if reference_bank is not None:
             kwargs[BANK_KWARG] = reference_bank
-        out = self.unet(
-            sample,
-            timestep,
-            encoder_hidden_states=encoder_hidden_states,
-            down_block_additional_residuals=down,
-            mid_block_additional_residual=mid,
-            cross_attention_kwargs=kwargs or None,
-            return_dict=False,
-        )[0]
+        unet_kwargs = dict(encoder_hidden_states=encoder_hidden_states, down_block_additional_residuals=down,
+                           mid_block_additional_residual=mid, cross_attention_kwargs=kwargs or None)
+        if self.temporal:
+            if num_frames is None:
+                raise ValueError("a MagicPoseModel with a motion adapter denoises videos: pass num_frames")
+            unet_kwargs.pop("encoder_hidden_states")
+            out = denoise_frames(self.main_unet, sample, timestep, encoder_hidden_states, num_frames, **unet_kwargs)
+        else:
+            out = self.unet(sample, timestep, **unet_kwargs, return_dict=False)[0]
         if reads is not None and reference_bank.reads == reads:
             raise RuntimeError("the main UNet ignored the reference bank: its attn1 layers lack the reference read "
                                "processors (call MagicPoseModel.prepare(); a method that replaced processors "
@@ -180,22 +209,29 @@ class MagicPoseModel(nn.Module):
         reference_latents: torch.Tensor | None = None,
         pose_images: torch.Tensor | None = None,
         conditioning_scale: float = 1.0,
+        num_frames: int | None = None,
     ) -> torch.Tensor:
         """Training-style forward: `b c h w` noisy latents -> prediction, with every condition given.
 
         `reference_latents` is `r c h w` with r dividing b; reference r serves items b % r and takes the timestep
         and text of item r. Pass `pose_images=None` for stage 1 (no pose) and `reference_latents=None` to drop
-        the appearance branch.
+        the appearance branch. With `num_frames` (clips, a motion adapter) the batch is `(r f) c h w`: r clips of
+        f frames, clip r reading reference r and taking the timestep and text of its first frame.
         """
         bank = None
+        encoder_hidden_states = _first(encoder_hidden_states, sample.shape[0])  # a batch-1 prompt broadcasts
         if reference_latents is not None:
             n_refs = reference_latents.shape[0]
-            ref_t = _first(_per_item(timestep, sample.shape[0], sample.device), n_refs)
-            bank = self.encode_reference(reference_latents, ref_t, encoder_hidden_states)
+            ref_t = _per_item(timestep, sample.shape[0], sample.device)
+            text = encoder_hidden_states
+            if num_frames is not None:  # one reference per clip: the first frame of each clip speaks for it
+                ref_t, text = ref_t[::num_frames], text[::num_frames]
+            bank = self.encode_reference(reference_latents, _first(ref_t, n_refs), text)
+            bank.grouped = num_frames is not None
         residuals = None
         if pose_images is not None:
             residuals = self.pose_residuals(sample, timestep, encoder_hidden_states, pose_images, conditioning_scale)
-        return self.denoise(sample, timestep, encoder_hidden_states, bank, residuals)
+        return self.denoise(sample, timestep, encoder_hidden_states, bank, residuals, num_frames=num_frames)
 
 
 @dataclass
@@ -222,7 +258,7 @@ def guided_prediction(
     mode: GuidanceMode = "controlnet_important",
     conditioning_scale: float = 1.0,
 ) -> torch.Tensor:
-    """Image-CFG for `f c h w` latents that all share one reference bank.
+    """Image-CFG for `f c h w` latents (the frames of one video) that all share one reference bank.
 
     - `controlnet_important` (the paper's Image-CFG): `eps_u + s * (eps_c - eps_u)`, where eps_c has the reference
       bank, the pose residuals and the prompt, and eps_u is the plain frozen UNet with the negative prompt (or the
@@ -238,23 +274,25 @@ def guided_prediction(
         sample = torch.cat([latents, latents])
         text = torch.cat([inputs.uncond_text.expand(frames, -1, -1), inputs.text.expand(frames, -1, -1)])
         pose = None if inputs.pose_images is None else torch.cat([inputs.pose_images, inputs.pose_images])
-        eps_u, eps_c = _conditional(model, sample, timestep, text, pose, inputs, conditioning_scale).chunk(2)
+        eps_u, eps_c = _conditional(model, sample, timestep, text, pose, inputs, conditioning_scale, frames).chunk(2)
         return eps_u + guidance_scale * (eps_c - eps_u)
 
     text = inputs.text.expand(frames, -1, -1)
-    eps_c = _conditional(model, latents, timestep, text, inputs.pose_images, inputs, conditioning_scale)
+    eps_c = _conditional(model, latents, timestep, text, inputs.pose_images, inputs, conditioning_scale, frames)
     if not use_cfg:
         return eps_c
     eps_u = model.denoise(latents, timestep, inputs.uncond_text.expand(frames, -1, -1),
-                          cross_attention_kwargs=inputs.cross_attention_kwargs)
+                          cross_attention_kwargs=inputs.cross_attention_kwargs, num_frames=frames)
     return eps_u + guidance_scale * (eps_c - eps_u)
 
 
-def _conditional(model, sample, timestep, text, pose, inputs: GuidanceInputs, conditioning_scale: float):
+def _conditional(model, sample, timestep, text, pose, inputs: GuidanceInputs, conditioning_scale: float,
+                 frames: int):
     residuals = None
     if pose is not None:
         residuals = model.pose_residuals(sample, timestep, text, pose, conditioning_scale)
-    return model.denoise(sample, timestep, text, inputs.reference_bank, residuals, inputs.cross_attention_kwargs)
+    return model.denoise(sample, timestep, text, inputs.reference_bank, residuals, inputs.cross_attention_kwargs,
+                         num_frames=frames)
 
 
 def _per_item(timestep: torch.Tensor | int, batch: int, device: torch.device) -> torch.Tensor:

@@ -6,6 +6,8 @@ each (video, batch of frames) keeps its own copy of the scheduler so that multis
 sample history. With `context_length`, the noise of each video is predicted per overlapping window of frames and
 blended per frame (`windows.py`, shared with Follow-Your-Pose); the bank written once per step serves every window.
 Without a motion module frames are independent, so windows are frame batches: the result equals the unwindowed one.
+With a `motion_adapter` (stage 3; AnimateDiff's temporal layers, see `magicpose.models.motion`) the frames of a
+window see each other; windows default to 16 frames overlapping by 4 then, and the bank still serves every frame.
 
 diffusers' calling conventions: a call makes `batch x num_videos_per_prompt` videos (`batch`: several references,
 prompts or pose sequences; the others broadcast), `.frames` is a batch of videos for every `output_type`,
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import ControlNetModel, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
+from diffusers import ControlNetModel, DiffusionPipeline, MotionAdapter, SchedulerMixin, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
@@ -61,6 +63,8 @@ from magicpose.pipelines.conventions import (
 )
 from magicpose.pipelines.windows import blend_windows, check_window
 
+MOTION_CONTEXT = (16, 4)  # default window with a motion module: AnimateDiff's 16-frame clips (overlap: the call's)
+
 
 @dataclass
 class MagicPoseOutput(BaseOutput):
@@ -72,7 +76,7 @@ class MagicPoseOutput(BaseOutput):
 
 class MagicPosePipeline(TextConditioned, DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->appearance_unet->controlnet->unet->vae"
-    _optional_components = ["controlnet", "vae"]
+    _optional_components = ["controlnet", "vae", "motion_adapter"]
     _default_negative_prompt = None  # the guidance mode decides: the prompt itself (Image-CFG) or "" (balance)
     # what `callback_on_step_end_tensor_inputs` may name: `latents` `(b n) f c h w`, the embeddings `(b n) l d`
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
@@ -86,6 +90,7 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
         appearance_unet: UNet2DConditionModel,
         controlnet: ControlNetModel | None,
         scheduler: SchedulerMixin,
+        motion_adapter: MotionAdapter | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -96,6 +101,7 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             appearance_unet=appearance_unet,
             controlnet=controlnet,
             scheduler=scheduler,
+            motion_adapter=motion_adapter,
         )
         self._model: MagicPoseModel | None = None
 
@@ -118,7 +124,8 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
     ) -> MagicPosePipeline:
         """A pipeline around a ready `MagicPoseModel` (e.g. a training run's): its networks are shared, not copied,
         and nothing about them (processors, backend, `requires_grad`, train mode) is changed."""
-        pipe = cls(vae, text_encoder, tokenizer, model.unet, model.appearance_unet, model.controlnet, scheduler)
+        pipe = cls(vae, text_encoder, tokenizer, model.unet, model.appearance_unet, model.controlnet, scheduler,
+                   model.motion_adapter)
         pipe._model = model.prepare()
         return pipe
 
@@ -140,10 +147,11 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
 
     @property
     def magicpose_model(self) -> MagicPoseModel:
-        """The wiring of unet / appearance_unet / controlnet (a wrapper: it changes nothing about them)."""
+        """The wiring of unet / appearance_unet / controlnet / motion_adapter (a wrapper: it changes nothing about
+        them)."""
         model = self._model
-        parts = (self.unet, self.appearance_unet, self.controlnet)
-        if model is None or (model.unet, model.appearance_unet, model.controlnet) != parts:
+        parts = (self.unet, self.appearance_unet, self.controlnet, getattr(self, "motion_adapter", None))
+        if model is None or (model.unet, model.appearance_unet, model.controlnet, model.motion_adapter) != parts:
             model = self._model = MagicPoseModel(*parts)
         return model
 
@@ -346,10 +354,11 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             num_videos_per_prompt: videos per batch item, each from its own noise.
             cross_attention_kwargs: passed to the attention processors of both UNets next to the reference bank
                 (as diffusers passes them to a UNet's; e.g. a LoRA `scale`).
-            context_length / context_overlap: the sliding window of frames (None: batches of `frames_per_batch`):
-                each window of `context_length` frames is one pass, consecutive windows share `context_overlap`
-                frames and their predictions are blended per frame. Without a motion module the frames do not
-                interact, so this equals the unwindowed result (to float rounding) and a window is a frame batch.
+            context_length / context_overlap: the sliding window of frames (None: batches of `frames_per_batch`;
+                with a motion module: 16 frames, overlap 4): each window of `context_length` frames is one pass,
+                consecutive windows share `context_overlap` frames and their predictions are blended per frame.
+                Without a motion module the frames do not interact, so this equals the unwindowed result (to float
+                rounding) and a window is a frame batch; with one, a window's frames see each other.
         """
         callback_names = callback_tensor_inputs(
             callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
@@ -369,6 +378,8 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
                 raise ValueError("num_frames is required without pose images")
 
         model = self.magicpose_model
+        if model.temporal:
+            context_length, context_overlap = self._motion_window(num_frames, context_length, context_overlap)
         text, uncond_text = self._prompt_embeddings(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds,
                                                     guidance_mode)
         references = self._references(reference_image, reference_latents, height, width)
@@ -424,12 +435,22 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             return (frames_out,)
         return MagicPoseOutput(frames=frames_out)
 
+    def _motion_window(self, num_frames: int, length: int | None, overlap: int) -> tuple[int | None, int]:
+        """The window with a motion module: the given one (at most the module's positions), else `MOTION_CONTEXT`."""
+        limit = self.motion_adapter.config.motion_max_seq_length
+        if length is None:
+            length = min(MOTION_CONTEXT[0], limit)
+            overlap = min(overlap, length - 1)
+        if length > limit:
+            raise ValueError(f"context_length {length} exceeds the motion module's {limit} frame positions")
+        return length, overlap
+
     @staticmethod
     def _video_noise(model: MagicPoseModel, sample: torch.Tensor, t: torch.Tensor, inputs: GuidanceInputs,
                      chunks: list[slice], window: tuple[int | None, int], guidance: tuple[float, str, float]
                      ) -> torch.Tensor:
         """The guided noise `f c h w` of one video's scaled latents `sample`: one pass per batch of frames
-        (`chunks`), or, with a window length, per context window, blended per frame. `inputs` covers every frame;
+        (`chunks`), or, with a window length or a motion module, per context window, blended per frame. `inputs` covers every frame;
         its reference bank (written once this step) serves every pass."""
 
         def predict(frames: slice | range) -> torch.Tensor:
@@ -437,7 +458,7 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             poses = None if inputs.pose_images is None else inputs.pose_images[part]
             return guided_prediction(model, sample[part], t, replace(inputs, pose_images=poses), *guidance)
 
-        if window[0] is None:
+        if window[0] is None and not model.temporal:
             return torch.cat([predict(frames) for frames in chunks])
         return blend_windows(predict, sample.shape[0], *window, dim=0)
 
