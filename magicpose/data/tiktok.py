@@ -1,4 +1,5 @@
-"""TikTok-format datasets: (reference, target, target pose) pairs for training, whole videos for evaluation.
+"""TikTok-format datasets: (reference, target, target pose) pairs and (reference, clip, clip poses) clips for
+training, whole videos for evaluation.
 
 Layout (any split name works; `train_set`, `val_set`, `test_set` and the released TikTok-v4's `disco_test_set` are the
 usual ones)::
@@ -20,6 +21,10 @@ Fixes for the original loader (reference report §2.4, §2.5, §9):
 * `max_frame_distance` limits how far the reference may be from the target (the original's
   documented-but-ignored `img_bin_limit`);
 * face/hand landmark dropout (the paper's augmentation the original code lacks).
+
+`TikTokClipDataset` gives clips of `num_frames` frames at a `frame_stride` for a temporal motion module
+(stage 3), with the same pairing, randomness and augmentations: one window for the clip, its pose maps and
+its reference, and one dropout draw for all its pose maps.
 
 `magicpose check-data ROOT` lists every problem in a dataset; these classes only skip what they can
 skip safely and raise a one-line `UserError` for a root they cannot use.
@@ -508,6 +513,120 @@ class TikTokPairDataset(_TrainingItems):
         # hi - lo candidates once the target is left out; shift the upper ones past it.
         ref = int(rng.integers(lo, hi))
         return ref + 1 if ref >= target else ref
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training clips
+# ----------------------------------------------------------------------------------------------------------
+
+
+class TikTokClipDataset(_TrainingItems):
+    """Map-style training clips (stage 3, a temporal motion module): one item per (video, first frame) of
+    `ROOT/<split>`.
+
+    A clip is `num_frames` (F) frames every `frame_stride` (S) frames: paired frames i, i+S, ..., i+(F-1)S of
+    the video's naturally sorted list of frames that have a pose map (paired by file-name stem, as in
+    `TikTokPairDataset`, so a frame without a pose map is left out of the list, not paired with its
+    neighbour's). Every start i with i+(F-1)S inside the video is an item; videos with fewer than (F-1)S+1
+    paired frames are skipped (one warning), and a split where none is long enough is a one-line `UserError`
+    naming the split folder, F, S and the longest video's length.
+
+    Item (a dict; the default collate stacks it into `b f 3 H W` and `b 3 H W` batches):
+
+    * `pixel_values`: (F, 3, S, S) float in [-1, 1], the clip's frames in order;
+    * `ref_pixel_values`: (3, S, S) float in [-1, 1], the reference: one frame of the same video;
+    * `pose_pixel_values`: (F, 3, S, S) float in [0, 1], the clip frames' pose maps;
+    * `video_id`: str, the video folder name;
+    * `frame_index`: int, the clip's first frame (as `TikTokPairDataset`'s target frame);
+    * `frame_indices`: (F,) int64, the clip's frames; `ref_frame_index`: int, the reference's. Indices are
+      into the video's list of paired frames (`dataset.videos[v].frames`, `.stems` for the names).
+
+    Reference: uniform over ALL frames of the video (or over those at most `max_frame_distance` before the
+    clip's first or after its last frame), so it may be one of the clip's frames. MagicAnimate and
+    AnimateAnyone draw it anywhere in the video the same way; at inference the reference is usually a frame of
+    the animated video too (the first), and leaving the clip out would make every video need more frames than
+    a clip and push long clips' references to the video's ends. Unlike in pairs, F = 1 is allowed.
+
+    Geometry: ONE window per item (the same square crop or pad, `random_resized_crop` window and resize) for
+    every frame of the clip, their pose maps and the reference, as AnimateAnyone's training does: a motion
+    module must not see the camera jump between frames, and the reference shows the person at the clip's scale.
+
+    Landmark dropout: one face coin and one hand coin per item; when they drop something, every frame's pose
+    map is re-rendered from its keypoints JSON without those parts, so the same landmarks are missing on every
+    frame. A clip with a frame without a keypoints file keeps all its stored pose maps (no flicker between
+    re-rendered and stored frames).
+
+    Randomness as `TikTokPairDataset`: a generator per (seed, epoch, index), `set_epoch`, `item(index, epoch)`,
+    so `magicpose.training.data.training_loader` shards ranks and resumes exactly.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train_set",
+        num_frames: int = 16,
+        frame_stride: int = 1,
+        size: int = 512,
+        resize_mode: str = "crop",
+        max_frame_distance: int | None = None,
+        random_resized_crop: tuple[float, float] | None = None,
+        face_dropout: float = 0.0,
+        hand_dropout: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (("num_frames", num_frames), ("frame_stride", frame_stride)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise UserError(f"{name}={value!r} (data.{name}): must be an integer >= 1")
+        super().__init__(
+            root, split, size, resize_mode, max_frame_distance, random_resized_crop, face_dropout, hand_dropout, seed
+        )
+        self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
+        self.span = (self.num_frames - 1) * self.frame_stride + 1  # paired frames one clip covers
+
+        def too_short(longest: int) -> str:
+            return (f"no video is long enough for clips of {self.num_frames} frames at stride {self.frame_stride} "
+                    f"({self.span} paired frames needed, the longest video has {longest})")
+
+        videos = _usable_videos(root, split, self.span, too_short)
+        self._index(videos, lambda video: len(video) - self.span + 1)
+
+    def clip_frames(self, start: int) -> list[int]:
+        """The frame indices of the clip starting at `start`."""
+        return list(range(start, start + self.span, self.frame_stride))
+
+    def item(self, index: int, epoch: int) -> dict[str, torch.Tensor | str | int]:
+        """Item `index` with the random draws of `epoch` (samplers that know the epoch call this directly)."""
+        video_number, start = self.locate(index)
+        video = self.videos[video_number]
+        frames = self.clip_frames(start)
+        rng = self.generator(index, epoch)
+        # Fixed draw order: the reference, the dropout coins, then the one window.
+        ref = self._pick_reference(rng, frames[0], frames[-1], len(video))
+        drop_face = bool(rng.random() < self.face_dropout)
+        drop_hands = bool(rng.random() < self.hand_dropout)
+        crop = SquareCrop.random(rng, self.random_resized_crop)
+        if not all(video.keypoints_path(frame) is not None for frame in frames):
+            drop_face = drop_hands = False  # all stored maps rather than a mix of stored and re-rendered ones
+        images = {frame: load_image(video.frame_path(frame)) for frame in frames}
+        poses = [self._pose_image(video, frame, images[frame].size, drop_face, drop_hands) for frame in frames]
+        reference = images[ref] if ref in images else load_image(video.frame_path(ref))
+        return {
+            "pixel_values": self._stack([images[frame] for frame in frames], crop, signed=True),
+            "ref_pixel_values": to_tensor(self._transform(reference, crop), signed=True),
+            "pose_pixel_values": self._stack(poses, crop, signed=False),
+            "video_id": video.video_id,
+            "frame_index": start,
+            "frame_indices": torch.tensor(frames, dtype=torch.int64),
+            "ref_frame_index": ref,
+        }
+
+    def _stack(self, images: list[Image.Image], crop: SquareCrop, signed: bool) -> torch.Tensor:
+        return torch.stack([to_tensor(self._transform(image, crop), signed) for image in images])
+
+    def _pick_reference(self, rng: np.random.Generator, first: int, last: int, count: int) -> int:
+        """Uniform over the video's frames, or those within `max_frame_distance` of the clip; clip frames included."""
+        distance = count if self.max_frame_distance is None else self.max_frame_distance
+        return int(rng.integers(max(0, first - distance), min(count - 1, last + distance) + 1))
 
 
 # ----------------------------------------------------------------------------------------------------------
