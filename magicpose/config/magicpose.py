@@ -81,10 +81,16 @@ class DataConfig:
     val_split: str | None = "auto"
     size: int = 512
     resize_mode: str = "crop"
-    max_frame_distance: int | None = None  # reference within this many frames of the target (null: any)
-    random_resized_crop: list[float] | None = None  # [lo, hi] area fractions, shared by target and pose
+    # reference within this many frames of the target (clips: of the clip's first or last frame); null: any frame
+    max_frame_distance: int | None = None
+    # [lo, hi] area fractions, shared by target and pose (clips: by every frame, pose map and the reference)
+    random_resized_crop: list[float] | None = None
     face_dropout: float = 0.0
     hand_dropout: float = 0.0
+    # Clip mode (stage 3, a temporal motion module; see magicpose.data.tiktok.TikTokClipDataset): items are clips of
+    # num_frames frames every frame_stride paired frames, batches b f 3 H W; null: pairs (stages 1 and 2, b 3 H W)
+    num_frames: int | None = None
+    frame_stride: int = 1  # clips only: frames i, i+stride, ..., i+(num_frames-1)*stride of a video
     batch_size: int = 8  # per device
     num_workers: int = 4
 

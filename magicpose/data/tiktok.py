@@ -1,4 +1,5 @@
-"""TikTok-format datasets: (reference, target, target pose) pairs for training, whole videos for evaluation.
+"""TikTok-format datasets: (reference, target, target pose) pairs and (reference, clip, clip poses) clips for
+training, whole videos for evaluation.
 
 Layout (any split name works; `train_set`, `val_set`, `test_set` and the released TikTok-v4's `disco_test_set` are the
 usual ones)::
@@ -21,6 +22,10 @@ Fixes for the original loader (reference report §2.4, §2.5, §9):
   documented-but-ignored `img_bin_limit`);
 * face/hand landmark dropout (the paper's augmentation the original code lacks).
 
+`TikTokClipDataset` gives clips of `num_frames` frames at a `frame_stride` for a temporal motion module
+(stage 3), with the same pairing, randomness and augmentations: one window for the clip, its pose maps and
+its reference, and one dropout draw for all its pose maps.
+
 `magicpose check-data ROOT` lists every problem in a dataset; these classes only skip what they can
 skip safely and raise a one-line `UserError` for a root they cannot use.
 """
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,8 +286,14 @@ def scan_split(root: str | Path, split: str) -> list[VideoIndex]:
     return [_index_video(dirs, video_id) for video_id in video_ids]
 
 
-def _usable_videos(root: str | Path, split: str, min_frames: int) -> list[VideoIndex]:
-    """Videos with at least `min_frames` paired frames; one warning for all the ones dropped."""
+def _usable_videos(
+    root: str | Path, split: str, min_frames: int, too_short: Callable[[int], str] | None = None
+) -> list[VideoIndex]:
+    """Videos with at least `min_frames` paired frames; one warning for all the ones dropped.
+
+    When none is left: a `UserError` whose reason is `too_short(longest video's length)`, or by default
+    `no_videos_reason` (the reason `check-data` gives).
+    """
     videos = scan_split(root, split)
     usable = [video for video in videos if len(video) >= min_frames]
     short = [f"{video.video_id} ({len(video)})" for video in videos if len(video) < min_frames]
@@ -294,10 +305,128 @@ def _usable_videos(root: str | Path, split: str, min_frames: int) -> list[VideoI
             stacklevel=3,
         )
     if not usable:
-        raise UserError(
-            f"{Path(root) / split}: {no_videos_reason(min_frames)} (run `magicpose check-data {root}`)"
-        )
+        longest = max((len(video) for video in videos), default=0)
+        reason = no_videos_reason(min_frames) if too_short is None else too_short(longest)
+        raise UserError(f"{Path(root) / split}: {reason} (run `magicpose check-data {root}`)")
     return usable
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training items: what pairs and clips share
+# ----------------------------------------------------------------------------------------------------------
+
+
+class _TrainingItems(torch.utils.data.Dataset):
+    """What the training datasets share: the usable videos of `ROOT/<split>`, items numbered video after video,
+    the epoch in shared memory, one generator per (seed, epoch, index), the geometric transform and the pose map
+    (stored, or re-rendered from keypoints without face / hands).
+
+    Subclasses call `_index(videos, items_per_video)` and define `item(index, epoch)`; `EpochIndexed` and
+    `training_loader` (magicpose.training.data) need only `__len__` and `item`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        size: int,
+        resize_mode: str,
+        max_frame_distance: int | None,
+        random_resized_crop: tuple[float, float] | None,
+        face_dropout: float,
+        hand_dropout: float,
+        seed: int,
+    ) -> None:
+        check_size_and_mode(size, resize_mode)
+        self._check_args(max_frame_distance, random_resized_crop, face_dropout, hand_dropout, seed)
+        self.root, self.split = Path(root), split
+        self.size, self.resize_mode = size, resize_mode
+        self.max_frame_distance = max_frame_distance
+        self.random_resized_crop = tuple(random_resized_crop) if random_resized_crop else None
+        self.face_dropout, self.hand_dropout = face_dropout, hand_dropout
+        self.seed = seed
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def _index(self, videos: list[VideoIndex], items_per_video: Callable[[VideoIndex], int]) -> None:
+        self.videos = videos
+        # starts[v] = index of video v's first item; a searchsorted maps an item to its video.
+        self._starts = np.cumsum([0] + [items_per_video(video) for video in videos])
+
+    @staticmethod
+    def _check_args(
+        max_frame_distance: int | None,
+        random_resized_crop: tuple[float, float] | None,
+        face_dropout: float,
+        hand_dropout: float,
+        seed: int,
+    ) -> None:
+        if max_frame_distance is not None and max_frame_distance < 1:
+            raise ValueError(f"max_frame_distance must be >= 1 or None, got {max_frame_distance}")
+        if random_resized_crop is not None:
+            lo, hi = random_resized_crop
+            if not 0.0 < lo <= hi <= 1.0:
+                raise ValueError(
+                    f"random_resized_crop must satisfy 0 < lo <= hi <= 1, got {random_resized_crop}"
+                )
+        for name, p in (("face_dropout", face_dropout), ("hand_dropout", hand_dropout)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's random draws; call it at the start of every epoch (like the sampler's)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch.fill_(epoch)
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(video number, the item's first frame index) of item `index`."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} out of range for {len(self)} items")
+        video = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return video, index - int(self._starts[video])
+
+    def generator(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The item's own generator: SeedSequence mixes (seed, epoch, index) into independent streams."""
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | int]:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict[str, torch.Tensor | str | int]:
+        raise NotImplementedError
+
+    def _transform(self, image: Image.Image, crop: SquareCrop) -> Image.Image:
+        return transform_image(image, self.size, self.resize_mode, crop)
+
+    def _pose_image(
+        self, video: VideoIndex, frame: int, frame_size: tuple[int, int], drop_face: bool, drop_hands: bool
+    ) -> Image.Image:
+        """The stored pose map, or a re-render from keypoints without the dropped parts.
+
+        The re-render uses `render_pose` (the ControlNet v1.1 annotator's style, the style of the TikTok
+        pose maps); marker sizes follow the frame's resolution.
+        """
+        keypoints = video.keypoints_path(frame)
+        if not (drop_face or drop_hands) or keypoints is None:
+            return load_image(video.pose_path(frame))
+        from magicpose.pose.openpose import read_keypoints_json, render_pose
+
+        dropped = {"face"} if drop_face else set()
+        dropped |= {"hands"} if drop_hands else set()
+        parts = tuple(part for part in ("body", "hands", "face") if part not in dropped)
+        # Raw OpenPose files carry no canvas size: their keypoints are in the frame's pixels.
+        pose_frame = read_keypoints_json(keypoints, width=frame_size[0], height=frame_size[1])
+        # Rendering at the frame's size scales keypoints from the file's canvas if it has another one.
+        return Image.fromarray(render_pose(pose_frame, parts=parts, size=frame_size))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -305,7 +434,7 @@ def _usable_videos(root: str | Path, split: str, min_frames: int) -> list[VideoI
 # ----------------------------------------------------------------------------------------------------------
 
 
-class TikTokPairDataset(torch.utils.data.Dataset):
+class TikTokPairDataset(_TrainingItems):
     """Map-style training pairs: one item per (video, target frame) of `ROOT/<split>`.
 
     Item (a dict; the default collate stacks tensors, turns ints into tensors and strs into lists):
@@ -334,7 +463,6 @@ class TikTokPairDataset(torch.utils.data.Dataset):
     hands them different indices; global RNG state is neither used nor touched. The epoch lives in
     shared memory, so `set_epoch` also reaches persistent workers for batches not yet prefetched.
     """
-
     def __init__(
         self,
         root: str | Path,
@@ -348,72 +476,12 @@ class TikTokPairDataset(torch.utils.data.Dataset):
         seed: int = 0,
         min_frames: int = 2,
     ) -> None:
-        check_size_and_mode(size, resize_mode)
-        self._check_args(
-            max_frame_distance, random_resized_crop, face_dropout, hand_dropout, seed, min_frames
+        super().__init__(
+            root, split, size, resize_mode, max_frame_distance, random_resized_crop, face_dropout, hand_dropout, seed
         )
-        self.root, self.split = Path(root), split
-        self.size, self.resize_mode = size, resize_mode
-        self.max_frame_distance = max_frame_distance
-        self.random_resized_crop = tuple(random_resized_crop) if random_resized_crop else None
-        self.face_dropout, self.hand_dropout = face_dropout, hand_dropout
-        self.seed = seed
-        self.videos = _usable_videos(root, split, min_frames)
-        # starts[v] = index of video v's first item; a searchsorted maps an item to its video.
-        self._starts = np.cumsum([0] + [len(video) for video in self.videos])
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-
-    @staticmethod
-    def _check_args(
-        max_frame_distance: int | None,
-        random_resized_crop: tuple[float, float] | None,
-        face_dropout: float,
-        hand_dropout: float,
-        seed: int,
-        min_frames: int,
-    ) -> None:
-        if max_frame_distance is not None and max_frame_distance < 1:
-            raise ValueError(f"max_frame_distance must be >= 1 or None, got {max_frame_distance}")
-        if random_resized_crop is not None:
-            lo, hi = random_resized_crop
-            if not 0.0 < lo <= hi <= 1.0:
-                raise ValueError(
-                    f"random_resized_crop must satisfy 0 < lo <= hi <= 1, got {random_resized_crop}"
-                )
-        for name, p in (("face_dropout", face_dropout), ("hand_dropout", hand_dropout)):
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {p}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
         if min_frames < 2:
             raise ValueError(f"min_frames must be >= 2 (the reference is another frame), got {min_frames}")
-
-    def __len__(self) -> int:
-        return int(self._starts[-1])
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch's random draws; call it at the start of every epoch (like the sampler's)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._epoch.fill_(epoch)
-
-    def locate(self, index: int) -> tuple[int, int]:
-        """(video number, frame index) of item `index`."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"item {index} out of range for {len(self)} items")
-        video = int(np.searchsorted(self._starts, index, side="right")) - 1
-        return video, index - int(self._starts[video])
-
-    def generator(self, index: int, epoch: int | None = None) -> np.random.Generator:
-        """The item's own generator: SeedSequence mixes (seed, epoch, index) into independent streams."""
-        return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | int]:
-        return self.item(index, self.epoch)
+        self._index(_usable_videos(root, split, min_frames), len)
 
     def item(self, index: int, epoch: int) -> dict[str, torch.Tensor | str | int]:
         """Item `index` with the random draws of `epoch` (samplers that know the epoch call this directly)."""
@@ -438,9 +506,6 @@ class TikTokPairDataset(torch.utils.data.Dataset):
             "ref_frame_index": ref,
         }
 
-    def _transform(self, image: Image.Image, crop: SquareCrop) -> Image.Image:
-        return transform_image(image, self.size, self.resize_mode, crop)
-
     def _pick_reference(self, rng: np.random.Generator, target: int, count: int) -> int:
         """Uniform over the other frames within `max_frame_distance` (all of them when None)."""
         distance = count if self.max_frame_distance is None else self.max_frame_distance
@@ -449,26 +514,119 @@ class TikTokPairDataset(torch.utils.data.Dataset):
         ref = int(rng.integers(lo, hi))
         return ref + 1 if ref >= target else ref
 
-    def _pose_image(
-        self, video: VideoIndex, frame: int, frame_size: tuple[int, int], drop_face: bool, drop_hands: bool
-    ) -> Image.Image:
-        """The stored pose map, or a re-render from keypoints without the dropped parts.
 
-        The re-render uses `render_pose` (the ControlNet v1.1 annotator's style, the style of the TikTok
-        pose maps); marker sizes follow the frame's resolution.
-        """
-        keypoints = video.keypoints_path(frame)
-        if not (drop_face or drop_hands) or keypoints is None:
-            return load_image(video.pose_path(frame))
-        from magicpose.pose.openpose import read_keypoints_json, render_pose
+# ----------------------------------------------------------------------------------------------------------
+# Training clips
+# ----------------------------------------------------------------------------------------------------------
 
-        dropped = {"face"} if drop_face else set()
-        dropped |= {"hands"} if drop_hands else set()
-        parts = tuple(part for part in ("body", "hands", "face") if part not in dropped)
-        # Raw OpenPose files carry no canvas size: their keypoints are in the frame's pixels.
-        pose_frame = read_keypoints_json(keypoints, width=frame_size[0], height=frame_size[1])
-        # Rendering at the frame's size scales keypoints from the file's canvas if it has another one.
-        return Image.fromarray(render_pose(pose_frame, parts=parts, size=frame_size))
+
+class TikTokClipDataset(_TrainingItems):
+    """Map-style training clips (stage 3, a temporal motion module): one item per (video, first frame) of
+    `ROOT/<split>`.
+
+    A clip is `num_frames` (F) frames every `frame_stride` (S) frames: paired frames i, i+S, ..., i+(F-1)S of
+    the video's naturally sorted list of frames that have a pose map (paired by file-name stem, as in
+    `TikTokPairDataset`, so a frame without a pose map is left out of the list, not paired with its
+    neighbour's). Every start i with i+(F-1)S inside the video is an item; videos with fewer than (F-1)S+1
+    paired frames are skipped (one warning), and a split where none is long enough is a one-line `UserError`
+    naming the split folder, F, S and the longest video's length.
+
+    Item (a dict; the default collate stacks it into `b f 3 H W` and `b 3 H W` batches):
+
+    * `pixel_values`: (F, 3, S, S) float in [-1, 1], the clip's frames in order;
+    * `ref_pixel_values`: (3, S, S) float in [-1, 1], the reference: one frame of the same video;
+    * `pose_pixel_values`: (F, 3, S, S) float in [0, 1], the clip frames' pose maps;
+    * `video_id`: str, the video folder name;
+    * `frame_index`: int, the clip's first frame (as `TikTokPairDataset`'s target frame);
+    * `frame_indices`: (F,) int64, the clip's frames; `ref_frame_index`: int, the reference's. Indices are
+      into the video's list of paired frames (`dataset.videos[v].frames`, `.stems` for the names).
+
+    Reference: uniform over ALL frames of the video (or over those at most `max_frame_distance` before the
+    clip's first or after its last frame), so it may be one of the clip's frames. MagicAnimate and
+    AnimateAnyone draw it anywhere in the video the same way; at inference the reference is usually a frame of
+    the animated video too (the first), and leaving the clip out would make every video need more frames than
+    a clip and push long clips' references to the video's ends. Unlike in pairs, F = 1 is allowed.
+
+    Geometry: ONE window per item (the same square crop or pad, `random_resized_crop` window and resize) for
+    every frame of the clip, their pose maps and the reference, as AnimateAnyone's training does: a motion
+    module must not see the camera jump between frames, and the reference shows the person at the clip's scale.
+
+    Landmark dropout: one face coin and one hand coin per item; when they drop something, every frame's pose
+    map is re-rendered from its keypoints JSON without those parts, so the same landmarks are missing on every
+    frame. A clip with a frame without a keypoints file keeps all its stored pose maps (no flicker between
+    re-rendered and stored frames).
+
+    Randomness as `TikTokPairDataset`: a generator per (seed, epoch, index), `set_epoch`, `item(index, epoch)`,
+    so `magicpose.training.data.training_loader` shards ranks and resumes exactly.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train_set",
+        num_frames: int = 16,
+        frame_stride: int = 1,
+        size: int = 512,
+        resize_mode: str = "crop",
+        max_frame_distance: int | None = None,
+        random_resized_crop: tuple[float, float] | None = None,
+        face_dropout: float = 0.0,
+        hand_dropout: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (("num_frames", num_frames), ("frame_stride", frame_stride)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise UserError(f"{name}={value!r} (data.{name}): must be an integer >= 1")
+        super().__init__(
+            root, split, size, resize_mode, max_frame_distance, random_resized_crop, face_dropout, hand_dropout, seed
+        )
+        self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
+        self.span = (self.num_frames - 1) * self.frame_stride + 1  # paired frames one clip covers
+
+        def too_short(longest: int) -> str:
+            return (f"no video is long enough for clips of {self.num_frames} frames at stride {self.frame_stride} "
+                    f"({self.span} paired frames needed, the longest video has {longest})")
+
+        videos = _usable_videos(root, split, self.span, too_short)
+        self._index(videos, lambda video: len(video) - self.span + 1)
+
+    def clip_frames(self, start: int) -> list[int]:
+        """The frame indices of the clip starting at `start`."""
+        return list(range(start, start + self.span, self.frame_stride))
+
+    def item(self, index: int, epoch: int) -> dict[str, torch.Tensor | str | int]:
+        """Item `index` with the random draws of `epoch` (samplers that know the epoch call this directly)."""
+        video_number, start = self.locate(index)
+        video = self.videos[video_number]
+        frames = self.clip_frames(start)
+        rng = self.generator(index, epoch)
+        # Fixed draw order: the reference, the dropout coins, then the one window.
+        ref = self._pick_reference(rng, frames[0], frames[-1], len(video))
+        drop_face = bool(rng.random() < self.face_dropout)
+        drop_hands = bool(rng.random() < self.hand_dropout)
+        crop = SquareCrop.random(rng, self.random_resized_crop)
+        if not all(video.keypoints_path(frame) is not None for frame in frames):
+            drop_face = drop_hands = False  # all stored maps rather than a mix of stored and re-rendered ones
+        images = {frame: load_image(video.frame_path(frame)) for frame in frames}
+        poses = [self._pose_image(video, frame, images[frame].size, drop_face, drop_hands) for frame in frames]
+        reference = images[ref] if ref in images else load_image(video.frame_path(ref))
+        return {
+            "pixel_values": self._stack([images[frame] for frame in frames], crop, signed=True),
+            "ref_pixel_values": to_tensor(self._transform(reference, crop), signed=True),
+            "pose_pixel_values": self._stack(poses, crop, signed=False),
+            "video_id": video.video_id,
+            "frame_index": start,
+            "frame_indices": torch.tensor(frames, dtype=torch.int64),
+            "ref_frame_index": ref,
+        }
+
+    def _stack(self, images: list[Image.Image], crop: SquareCrop, signed: bool) -> torch.Tensor:
+        return torch.stack([to_tensor(self._transform(image, crop), signed) for image in images])
+
+    def _pick_reference(self, rng: np.random.Generator, first: int, last: int, count: int) -> int:
+        """Uniform over the video's frames, or those within `max_frame_distance` of the clip; clip frames included."""
+        distance = count if self.max_frame_distance is None else self.max_frame_distance
+        return int(rng.integers(max(0, first - distance), min(count - 1, last + distance) + 1))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Training data plumbing: a resumable, rank-sharded sampler over TikTok-format pairs.
+"""Training data plumbing: a resumable, rank-sharded sampler over TikTok-format pairs or clips (any `EpochItems`).
 
 Every random choice of training is a function of (seed, position, rank): the sampler's order, the dataset's
 per-item draws and (in the module) the noise and timesteps. Resuming at step k therefore continues exactly where
@@ -8,13 +8,11 @@ an uninterrupted run would be, without saving any RNG or sampler state, and DDP 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-
-from magicpose.data.tiktok import TikTokPairDataset
 
 
 class StepSampler(Sampler[int]):
@@ -43,10 +41,19 @@ class StepSampler(Sampler[int]):
             epoch, offset = epoch + 1, 0
 
 
+class EpochItems(Protocol):
+    """A map-style dataset whose items are a function of (index, epoch): `TikTokPairDataset`, `TikTokClipDataset`,
+    `CaptionedPairs`, `VideoCaptionDataset`, `HdVilaDataset`."""
+
+    def __len__(self) -> int: ...
+
+    def item(self, index: int, epoch: int) -> dict[str, Any]: ...
+
+
 class EpochIndexed(Dataset):
     """Maps the sampler's virtual index `e * n + i` to item i of the base dataset with the draws of pass e."""
 
-    def __init__(self, base: TikTokPairDataset) -> None:
+    def __init__(self, base: EpochItems) -> None:
         self.base = base
 
     def __len__(self) -> int:
@@ -58,7 +65,7 @@ class EpochIndexed(Dataset):
 
 
 def training_loader(
-    dataset: TikTokPairDataset,
+    dataset: EpochItems,
     batch_size: int,
     num_workers: int,
     rank: int,

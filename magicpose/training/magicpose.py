@@ -168,14 +168,21 @@ class MagicPoseTraining(DiffusionTraining):
 
 
 def make_train_loader(config: FitConfig, rank: int, world_size: int, global_step: int) -> torch.utils.data.DataLoader:
-    """This rank's training loader, positioned after `global_step` optimizer steps."""
+    """This rank's training loader, positioned after `global_step` optimizer steps: pairs, or clips (`b f 3 H W`,
+    `TikTokClipDataset`) when `data.num_frames` is set."""
+    from magicpose.data.tiktok import TikTokClipDataset
+
     data, train = config.data, config.train
-    dataset = TikTokPairDataset(
-        data.root, data.train_split, size=data.size, resize_mode=data.resize_mode,
-        max_frame_distance=data.max_frame_distance,
+    options = dict(
+        size=data.size, resize_mode=data.resize_mode, max_frame_distance=data.max_frame_distance,
         random_resized_crop=tuple(data.random_resized_crop) if data.random_resized_crop else None,
         face_dropout=data.face_dropout, hand_dropout=data.hand_dropout, seed=train.seed,
     )
+    if data.num_frames is None:
+        dataset = TikTokPairDataset(data.root, data.train_split, **options)
+    else:
+        dataset = TikTokClipDataset(data.root, data.train_split, num_frames=data.num_frames,
+                                    frame_stride=data.frame_stride, **options)
     seen = global_step * data.batch_size * train.accumulate_grad_batches
     return training_loader(dataset, data.batch_size, data.num_workers, rank, world_size, train.seed, seen)
 
