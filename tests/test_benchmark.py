@@ -292,19 +292,25 @@ def test_motion_module_at_sd15_size(sd15_motion):
 # ------------------------------------------------------------------------------------- the command
 
 
-def test_cli_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch, sd15):
-    """`magicpose benchmark flops`: arguments reach the counter (reused from the sd15 fixture to save ~10 s), the
-    table and the wall-clock lines are printed, the JSON is written."""
+def test_cli_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch, sd15, sd15_motion):
+    """`magicpose benchmark flops`: arguments reach the counters (reused from the sd15 fixtures to save ~13 s), the
+    table, the wall-clock lines and the motion-module section are printed, the JSON is written."""
     import magicpose.bench.sampling as benchmark
+    import magicpose.bench.temporal as temporal
     from magicpose.cli import main
 
-    calls = []
+    calls, motion_calls = [], []
 
     def counted(components, frames, steps, size):
         calls.append((components, frames, steps, size))
         return sd15
 
+    def motion_counted(components, frames, size):
+        motion_calls.append((components, frames, size))
+        return sd15_motion
+
     monkeypatch.setattr(benchmark, "count_structures", counted)
+    monkeypatch.setattr(temporal, "count_motion", motion_counted)
     out = tmp_path / "bench.json"
     argv = ["benchmark", "flops", "--frames", str(F_TARGET), "--steps", "2", "--wallclock-frames", "2"]
     assert main([*argv, "--json", str(out)]) == 0
@@ -319,3 +325,16 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch, sd1
     clock = data["wallclock"]
     assert clock["steps"] == 2 and clock["frames"] == 2 and clock["threads"] == 1
     assert clock["max_abs_diff"] <= 1e-5
+    # the motion module (default --context-length 16 --context-overlap 4 --video-frames 16 64 256)
+    assert motion_calls == [("configs/models/sd15", F_TARGET, 512)]
+    assert "Motion module (stage 3)" in text and "| with: UNetMotionModel on `1 c 16 h w` |" in text
+    assert "| 64 | 5 | 80 | 1.2500 |" in text and "16/12 = 1.3333" in text
+    assert "Whole MagicPose step" in text  # F = 16 is among --frames
+    motion = data["motion_module"]
+    assert motion["adapter_params"] == 453_209_280 and motion["ratio"] == pytest.approx(1.381, abs=0.001)
+    assert [v["per_output_frame"] for v in motion["windows"]["videos"]] == [1.0, 1.25, 1.3125]
+    assert motion["windows"]["limit"] == 16 / 12
+    # --context-length 0: no motion section
+    assert main([*argv, "--wallclock-frames", "0", "--context-length", "0", "--json", str(out)]) == 0
+    assert "Motion module" not in capsys.readouterr().out
+    assert json.loads(out.read_text())["motion_module"] is None and len(motion_calls) == 1
