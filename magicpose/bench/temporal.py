@@ -278,7 +278,7 @@ def format_motion(
         "(per module and transformer layer, T = h·w·F tokens of C channels: linears 2·T·C²·(2 + 20), two temporal "
         f"self-attentions 4·(h·w)·heads·F²·d each); of it temporal attention counted {m.motion_attention_gflop_per_frame:.2f} vs "
         f"by hand {m.motion_attention_hand_gflop_per_frame:.2f}. The rest of the difference, "
-        f"{m.other_gflop_per_frame * 1e3:+.1f} MFLOP/frame, is the time embedding (run once per video, not per frame).",
+        f"{m.other_gflop_per_frame * 1e3:+.2f} MFLOP/frame, is the time embedding (run once per video, not per frame).",
     ]
     if magicpose_step_gflop is not None:
         whole = magicpose_step_gflop + 2 * m.motion_gflop_per_frame
