@@ -27,6 +27,8 @@ from magicpose.bench.sampling import (
     original_sample,
     ours_step,
 )
+from magicpose.bench.temporal import count_motion, motion_module_flops, window_overhead
+from magicpose.errors import UserError
 from magicpose.models.attention import ReferenceBank, ReferenceReadProcessor
 
 F_TARGET = 16
@@ -46,6 +48,12 @@ def one_thread():
 def sd15():
     """(a) and (b) at F = 16 on the SD-1.5 configs (meta device; about 10 s)."""
     return count_structures("configs/models/sd15", frames=[F_TARGET], steps=50, size=512, with_vae=False)
+
+
+@pytest.fixture(scope="module")
+def sd15_motion():
+    """The SD-1.5 UNet with and without the mm_sd_v15_v2-shaped motion adapter, F = 16 (meta device; about 3 s)."""
+    return count_motion("configs/models/sd15", frames=F_TARGET, size=512)
 
 
 @pytest.fixture(scope="module")
@@ -189,22 +197,120 @@ def test_same_frames_for_a_full_run(tiny):
     assert np.abs(ours[0] - ours[1]).max() > 1e-3  # different poses, different frames
 
 
+# ------------------------------------------------------------------------------------- (4) the motion module
+
+
+def test_motion_module_adds_exactly_its_counted_flops_at_tiny_size():
+    """Tiny UNet + tiny MotionAdapter on F = 16 frames: the motion UNet costs more, and the difference is the motion
+    modules' own FLOPs (the counter's per-module totals, and the hand count), less the time embedding that
+    UNetMotionModel runs once per video instead of once per frame."""
+    m = count_motion("configs/models/tiny", frames=F_TARGET, size=64)
+    assert (m.latent_size, m.motion_modules) == (32, 7)  # 2 down blocks x 1 + mid 1 + 2 up blocks x 2
+    assert m.with_gflop_per_frame > m.without_gflop_per_frame
+    difference = m.with_gflop_per_frame - m.without_gflop_per_frame
+    assert m.motion_gflop_per_frame == pytest.approx(difference, rel=1e-3)
+    # Exactly: time embedding = two linears C0 -> 4 C0 -> 4 C0 (2·(4 + 16)·C0² FLOPs per row), 1 row instead of F.
+    c0 = 32
+    time_embedding = 2 * (4 + 16) * c0 * c0
+    assert m.other_gflop_per_frame == pytest.approx(-(F_TARGET - 1) * time_embedding / F_TARGET / 1e9, rel=1e-9)
+    assert difference == pytest.approx(m.motion_gflop_per_frame + m.other_gflop_per_frame, rel=1e-9)
+    assert m.motion_gflop_per_frame == pytest.approx(m.motion_hand_gflop_per_frame, rel=1e-12)
+    assert m.motion_attention_gflop_per_frame == pytest.approx(m.motion_attention_hand_gflop_per_frame, rel=1e-12)
+    assert 0 < m.motion_attention_gflop_per_frame < m.motion_gflop_per_frame
+    assert m.ratio > 1 and 0 < m.motion_share < 1
+    assert m.adapter_params == sum(p.numel() for p in _tiny_adapter().parameters())
+
+
+def _tiny_adapter():
+    from diffusers import MotionAdapter
+
+    with torch.device("meta"):
+        return MotionAdapter.from_config(MotionAdapter.load_config("configs/models/tiny/motion_adapter"))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_temporal_attention_of_one_motion_module_by_hand(device):
+    """One diffusers motion module (C = 32, 4 heads of 8, as the tiny adapter's first) on 2 videos of F = 16
+    frames at 8x8: it attends along time, so the attention batch is the 2·64 positions and the tokens are the F
+    frames; two self-attentions (attn1, attn2: `double_self_attention`, no text) of 4·B·heads·F·F·d each."""
+    from diffusers.models.unets.unet_motion_model import MotionModules
+
+    b, f, c, heads, side = 2, F_TARGET, 32, 4, 8
+    with torch.device(device):
+        modules = MotionModules(c, 1, transformer_layers_per_block=1, num_attention_heads=heads, norm_num_groups=8)
+    module = modules.motion_modules[0]
+    module.eval()
+    assert len(module.transformer_blocks) == 1
+    hidden = torch.randn(b * f, c, side, side, device=device)
+    total, per_op, out = count_flops(lambda: module(hidden, num_frames=f))
+    assert out.shape == hidden.shape
+    d = c // heads
+    attention = 2 * 4 * (b * side * side) * heads * f * f * d
+    assert attention == 2 * 4 * 128 * 4 * 16 * 16 * 8 == 8_388_608
+    assert attention_op_flops(per_op) == attention
+    tokens = b * side * side * f
+    # proj in/out, attn1 q k v out, attn2 q k v out, GEGLU C->8C, 4C->C: 2·T·C_in·C_out each
+    linears = 2 * tokens * c * c * (2 + 4 + 4 + 8 + 4)
+    assert total == linears + attention
+    assert motion_module_flops(side * side, f, c, heads, layers=1, batch=b) == (total, attention)
+
+
+def test_window_overhead_is_exact():
+    """Frames computed per output frame of `context_windows` with windows of 16 sharing 4."""
+    w = window_overhead([16, 64, 70, 256], 16, 4)
+    by_frames = {v["num_frames"]: v for v in w.videos}
+    assert by_frames[16]["starts"] == [0] and by_frames[16]["per_output_frame"] == 1.0
+    assert by_frames[64]["starts"] == [0, 12, 24, 36, 48]
+    assert by_frames[64]["computed_frames"] == 80 and by_frames[64]["per_output_frame"] == 80 / 64 == 1.25
+    # not a whole number of strides: the last window is pulled back to end at the last frame
+    assert by_frames[70]["starts"] == [0, 12, 24, 36, 48, 54] and by_frames[70]["computed_frames"] == 96
+    assert by_frames[256]["starts"] == list(range(0, 241, 12))
+    assert by_frames[256]["computed_frames"] == 21 * 16 == 336 and by_frames[256]["per_output_frame"] == 1.3125
+    assert w.limit == 16 / 12
+    assert window_overhead([10_000], 16, 4).videos[0]["per_output_frame"] == pytest.approx(w.limit, rel=1e-3)
+    with pytest.raises(UserError):
+        window_overhead([64], 16, 16)
+
+
+def test_motion_module_at_sd15_size(sd15_motion):
+    """mm_sd_v15_v2's shape on the SD-1.5 UNet at 512², F = 16: the plain UNet is the 803 GFLOP counted above,
+    the motion modules add ~38 %, nearly all of it in their linear layers (attention over 16 frames is cheap)."""
+    m = sd15_motion
+    assert m.adapter_params == 453_209_280  # mm_sd_v15_v2
+    assert m.motion_unet_params == m.unet_params + m.adapter_params
+    assert m.motion_modules == 21  # 4 down blocks x 2, mid 1, 4 up blocks x 3
+    assert m.without_gflop_per_frame == pytest.approx(803.3, abs=0.05)  # = unet_unconditional above, per frame
+    assert m.with_gflop_per_frame == pytest.approx(1109.3, abs=0.1)
+    assert m.motion_gflop_per_frame == pytest.approx(m.motion_hand_gflop_per_frame, rel=1e-12)
+    assert m.motion_gflop_per_frame == pytest.approx(
+        m.with_gflop_per_frame - m.without_gflop_per_frame, rel=1e-4
+    )
+    assert m.ratio == pytest.approx(1.381, abs=0.001)
+    assert m.motion_attention_gflop_per_frame < 0.01 * m.motion_gflop_per_frame
+
+
 # ------------------------------------------------------------------------------------- the command
 
 
-def test_cli_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch, sd15):
-    """`magicpose benchmark flops`: arguments reach the counter (reused from the sd15 fixture to save ~10 s), the
-    table and the wall-clock lines are printed, the JSON is written."""
+def test_cli_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch, sd15, sd15_motion):
+    """`magicpose benchmark flops`: arguments reach the counters (reused from the sd15 fixtures to save ~13 s), the
+    table, the wall-clock lines and the motion-module section are printed, the JSON is written."""
     import magicpose.bench.sampling as benchmark
+    import magicpose.bench.temporal as temporal
     from magicpose.cli import main
 
-    calls = []
+    calls, motion_calls = [], []
 
     def counted(components, frames, steps, size):
         calls.append((components, frames, steps, size))
         return sd15
 
+    def motion_counted(components, frames, size):
+        motion_calls.append((components, frames, size))
+        return sd15_motion
+
     monkeypatch.setattr(benchmark, "count_structures", counted)
+    monkeypatch.setattr(temporal, "count_motion", motion_counted)
     out = tmp_path / "bench.json"
     argv = ["benchmark", "flops", "--frames", str(F_TARGET), "--steps", "2", "--wallclock-frames", "2"]
     assert main([*argv, "--json", str(out)]) == 0
@@ -219,3 +325,16 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch, sd1
     clock = data["wallclock"]
     assert clock["steps"] == 2 and clock["frames"] == 2 and clock["threads"] == 1
     assert clock["max_abs_diff"] <= 1e-5
+    # the motion module (default --context-length 16 --context-overlap 4 --video-frames 16 64 256)
+    assert motion_calls == [("configs/models/sd15", F_TARGET, 512)]
+    assert "Motion module (stage 3)" in text and "| with: UNetMotionModel on `1 c 16 h w` |" in text
+    assert "| 64 | 5 | 80 | 1.2500 |" in text and "16/12 = 1.3333" in text
+    assert "Whole MagicPose step" in text  # F = 16 is among --frames
+    motion = data["motion_module"]
+    assert motion["adapter_params"] == 453_209_280 and motion["ratio"] == pytest.approx(1.381, abs=0.001)
+    assert [v["per_output_frame"] for v in motion["windows"]["videos"]] == [1.0, 1.25, 1.3125]
+    assert motion["windows"]["limit"] == 16 / 12
+    # --context-length 0: no motion section
+    assert main([*argv, "--wallclock-frames", "0", "--context-length", "0", "--json", str(out)]) == 0
+    assert "Motion module" not in capsys.readouterr().out
+    assert json.loads(out.read_text())["motion_module"] is None and len(motion_calls) == 1

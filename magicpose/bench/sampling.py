@@ -16,6 +16,9 @@ its math decomposition, whose two `bmm`s the counter sees; on real CPU tensors i
 `flop_counter()` registers the usual SDPA formula for it. `attention_check()` compares the counted attention of one
 SD-1.5 `attn1` layer with 4·B·heads·N·M·d by hand.
 
+`run_flops` then prints the motion module's cost (`bench.temporal`): the main UNet on one window of frames with
+and without an AnimateDiff `MotionAdapter`, and the window scheduler's overhead.
+
 The identity check and the wall-clock comparison run real tensors on CPU with the tiny component configs (random
 weights; the ControlNet's zero-initialised convolutions are perturbed so that its residuals and the pose matter).
 """
@@ -594,17 +597,40 @@ def run_flops(
     wallclock_components: str | Path,
     wallclock_frames: int,
     json_path: Path | None = None,
+    context_length: int = 16,
+    context_overlap: int = 4,
+    video_frames: list[int] | tuple[int, ...] = (16, 64, 256),
 ) -> dict[str, Any]:
-    """The FLOP table (and, with `wallclock_frames` > 0, the CPU wall-clock comparison): printed, returned, and
-    written to `json_path` if given."""
-    if min(frames) < 1 or steps < 1 or wallclock_frames < 0:
-        raise UserError("--frames and --steps must be >= 1, --wallclock-frames >= 0 (0: no wall-clock run)")
+    """The FLOP table (and, with `wallclock_frames` > 0, the CPU wall-clock comparison), then the motion module's
+    cost on `context_length` frames and the window scheduler's overhead (`bench.temporal`; skipped when
+    `context_length` is 0 or the components have no `motion_adapter` config): printed, returned, and written to
+    `json_path` if given."""
+    from magicpose.bench import temporal
+
+    if min(frames) < 1 or steps < 1 or wallclock_frames < 0 or context_length < 0:
+        raise UserError(
+            "--frames and --steps must be >= 1, --wallclock-frames and --context-length >= 0 (0: no wall-clock run, "
+            "no motion-module count)"
+        )
+    has_adapter = (resolve_path(components) / "motion_adapter" / "config.json").is_file()
+    windows = None
+    if context_length > 0:  # check the window arguments before the long counts
+        windows = temporal.window_overhead(list(video_frames), context_length, context_overlap)
     report = count_structures(components, list(frames), steps, size)
     clock = None
     if wallclock_frames > 0:
         clock = wallclock(wallclock_components, wallclock_frames, min(WALLCLOCK_STEPS, steps))
     print(format_report(report, clock))
     data = report_dict(report, clock)
+    data["motion_module"] = None
+    if context_length > 0 and has_adapter:
+        motion = temporal.count_motion(components, context_length, size)
+        step = report.ours_gflop_per_frame.get(context_length)
+        print()
+        print(temporal.format_motion(motion, windows, None if step is None else step / steps))
+        data["motion_module"] = temporal.motion_dict(motion, windows)
+    elif context_length > 0:
+        print(f"\n(no motion module count: {components} has no motion_adapter/config.json)")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=2) + "\n")

@@ -15,7 +15,8 @@ DEFAULTS = {"flops": ("configs/models/sd15", 512), "data": (None, 512), "train":
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="count FLOPs / time the sampling loop (see README)")
     p.add_argument("what", choices=["flops", "data", "train"],
-                   help="flops: FLOPs per generated frame, original loop vs ours; "
+                   help="flops: FLOPs per generated frame, original loop vs ours, and the motion module's cost "
+                        "(main UNet on --context-length frames, with vs without; the window scheduler's overhead); "
                         "data: training data-loader samples/s (needs --root); "
                         "train: stage-2 step vs a plain ControlNet training step (--components, --size)")
     p.add_argument("--root", type=Path, help="data: a TikTok-format dataset (e.g. from `magicpose toy-data`)")
@@ -28,6 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wallclock-components", default="configs/models/tiny",
                    help="component configs for the CPU wall-clock comparison")
     p.add_argument("--wallclock-frames", type=int, default=8, help="frames for the wall-clock comparison")
+    p.add_argument("--context-length", type=int, default=16,
+                   help="flops: frames the motion module attends across, i.e. one window: the main UNet is counted on "
+                        "this many frames with and without <components>/motion_adapter (0: skip the motion module)")
+    p.add_argument("--context-overlap", type=int, default=4,
+                   help="flops: frames shared by neighbouring windows, for the window scheduler's overhead")
+    p.add_argument("--video-frames", type=int, nargs="+", default=[16, 64, 256],
+                   help="flops: video lengths for the window overhead (frames computed per output frame)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.set_defaults(func=run)
 
@@ -51,5 +59,5 @@ def run(args: argparse.Namespace) -> int:
     from magicpose.bench.sampling import run_flops
 
     run_flops(components, list(args.frames), args.steps, size, args.wallclock_components, args.wallclock_frames,
-              args.json)
+              args.json, args.context_length, args.context_overlap, list(args.video_frames))
     return 0
