@@ -26,17 +26,17 @@ from magicpose.errors import UserError
 from magicpose.training.data import step_generator
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-STAGES = (1, 2)
 
 
 class DiffusionTraining(pl.LightningModule):
     noise_scheduler: DDPMScheduler
+    stages: tuple[int, ...] = (1, 2)  # the stages a system has
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
-        if config.train.stage not in STAGES:
-            raise UserError(f"train.stage: {config.train.stage} is not 1 or 2")
+        if config.train.stage not in self.stages:
+            raise UserError(f"train.stage: {config.train.stage} is not one of {', '.join(map(str, self.stages))}")
         self.ema: EMAModel | None = None  # set by subclasses that keep one (after their trainable set is final)
         self.strict_loading = False  # checkpoints hold only the trained modules; on_load_checkpoint checks them
 

@@ -1,14 +1,17 @@
-"""MagicPose training as a LightningModule (both stages; the stage is a config value, not a copied script).
+"""MagicPose training as a LightningModule (all three stages; the stage is a config value, not a copied script).
 
 Stage 1 (appearance control pretraining): the appearance UNet trains; the frozen UNet sees no pose; the target is
 another frame of the reference's video. Stage 2 (appearance-disentangled pose control): the appearance UNet and the
 pose ControlNet train jointly. The main UNet, the VAE and the text encoder are frozen, in eval mode, with
 `requires_grad=False`; appearance-UNet parameters that no loss can reach (its output head and what follows the last
 recorded `attn1` input) are frozen too, so the trainable set is exactly what the loss reaches and DDP runs with
-`find_unused_parameters=False`.
+`find_unused_parameters=False`. Stage 3 (temporal): only the motion module (an AnimateDiff `MotionAdapter`, fresh
+and zero-initialised or loaded) trains, on clips; the UNet, the appearance UNet and the ControlNet of stage 2 are
+frozen, and the bank of a clip's reference serves all its frames.
 
 Batch (see `magicpose.data.tiktok.TikTokPairDataset`): `pixel_values` b 3 H W in [-1, 1] (targets),
-`ref_pixel_values` b 3 H W in [-1, 1], `pose_pixel_values` b 3 H W in [0, 1].
+`ref_pixel_values` b 3 H W in [-1, 1], `pose_pixel_values` b 3 H W in [0, 1]. Stage 3 (`TikTokClipDataset`):
+`pixel_values` and `pose_pixel_values` are `b f 3 H W` clips, one reference `b 3 H W` per clip.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from diffusers.training_utils import EMAModel, compute_snr
+from einops import rearrange
 from pytorch_lightning.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 from magicpose.config import FitConfig
@@ -36,29 +40,41 @@ from magicpose.training.base import DiffusionTraining, frozen, training_schedule
 from magicpose.training.data import training_loader
 
 TRAINED_PREFIXES = ("model.appearance_unet.", "model.controlnet.")  # + "model.unet." with train.train_unet
+TEMPORAL_PREFIXES = ("model.motion_adapter.",)  # stage 3
 
 
 class MagicPoseTraining(DiffusionTraining):
+    stages = (1, 2, 3)
+
     def __init__(self, config: FitConfig) -> None:
         super().__init__(config)
         train = config.train
-        parts = build_components(replace(config.model, with_controlnet=train.stage == 2))
+        temporal = train.stage == 3
+        check_stage(config)
+        parts = build_components(replace(config.model, with_controlnet=train.stage >= 2, motion_module=temporal))
         self.vae = frozen(parts["vae"])
         self.text_encoder = frozen(parts["text_encoder"])
         self.tokenizer = parts["tokenizer"]
         self.sample_scheduler = parts["scheduler"]
-        self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"])
+        self.model = MagicPoseModel(parts["unet"], parts["appearance_unet"], parts["controlnet"],
+                                    parts["motion_adapter"])
         self.model.prepare(config.model.attention)
         # MagicPose keeps the pretrained main UNet frozen; `train_unet` is for worlds with no pretrained base (the
         # CPU toy quickstart), where a frozen random UNet could never produce a clean frame.
         self.model.unet.requires_grad_(train.train_unet)
+        if temporal:  # stage 3 trains the motion module alone
+            for frozen_part in (self.model.appearance_unet, self.model.controlnet):
+                frozen_part.requires_grad_(False).eval()
         self.model.train()
-        self.trained_prefixes = TRAINED_PREFIXES + (("model.unet.",) if train.train_unet else ())
+        self.trained_prefixes = TEMPORAL_PREFIXES if temporal else (
+            TRAINED_PREFIXES + (("model.unet.",) if train.train_unet else ()))
         self.noise_scheduler = training_scheduler(parts["scheduler"], train.prediction_type)
         self.register_buffer("empty_text", self._encode_empty_prompt(), persistent=False)
         self.vae_scale_factor = vae_scale_factor(self.vae)
-        self.unreached = freeze_unreached_parameters(self.model, self.vae_scale_factor)
-        if train.gradient_checkpointing:
+        self.unreached = [] if temporal else freeze_unreached_parameters(self.model, self.vae_scale_factor)
+        if train.gradient_checkpointing and temporal:
+            self.model.main_unet.enable_gradient_checkpointing()  # the loss reaches the module through the UNet
+        elif train.gradient_checkpointing:
             self.model.appearance_unet.enable_gradient_checkpointing()
             if self.model.controlnet is not None:
                 self.model.controlnet.enable_gradient_checkpointing()
@@ -73,9 +89,12 @@ class MagicPoseTraining(DiffusionTraining):
 
     def train(self, mode: bool = True) -> MagicPoseTraining:
         super().train(mode)
-        for encoder in (self.vae, self.text_encoder):
-            if encoder is not None:
-                encoder.eval()
+        frozen_parts = [self.vae, self.text_encoder]
+        if self.config.train.stage == 3:
+            frozen_parts += [self.model.appearance_unet, self.model.controlnet]
+        for part in frozen_parts:
+            if part is not None:
+                part.eval()
         return self
 
     # ----- data ------------------------------------------------------------------------------------------
@@ -108,26 +127,38 @@ class MagicPoseTraining(DiffusionTraining):
             return posterior.sample(generator) * self.vae.config.scaling_factor
 
     def compute_loss(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        """The loss of one batch of pairs (stages 1, 2) or clips (stage 3: frames flattened `(b f)`, one timestep and
+        one reference per clip)."""
         train = self.config.train
-        latents = self.encode(batch["pixel_values"], generator)
+        pixels, pose = batch["pixel_values"], batch.get("pose_pixel_values")
+        clips = pixels.ndim == 5
+        frames = pixels.shape[1] if clips else None
+        if clips != (train.stage == 3):
+            raise UserError(f"train.stage={train.stage} trains on {'clips' if train.stage == 3 else 'frame pairs'}: "
+                            f"set data.num_frames {'(e.g. 16)' if train.stage == 3 else 'to null'}")
+        if clips:
+            pixels = rearrange(pixels, "b f c h w -> (b f) c h w")
+            pose = rearrange(pose, "b f c h w -> (b f) c h w")
+        latents = self.encode(pixels, generator)
         reference = self.encode(batch["ref_pixel_values"], generator)
         b = latents.shape[0]
         noise = torch.randn(latents.shape, generator=generator, device=self.device, dtype=latents.dtype)
         steps = self.noise_scheduler.config.num_train_timesteps
-        t = torch.randint(0, steps, (b,), generator=generator, device=self.device)
+        t = torch.randint(0, steps, (reference.shape[0],), generator=generator, device=self.device)
+        if clips:
+            t = t.repeat_interleave(frames)  # a clip is denoised at one noise level
         noisy = self.noise_scheduler.add_noise(latents, noise, t)
         if train.reference_noise:
-            reference = self.noise_scheduler.add_noise(reference, noise, t)
+            reference = self.noise_scheduler.add_noise(reference, noise[:: frames or 1], t[:: frames or 1])
         if torch.rand((), generator=generator, device=self.device) < train.reference_dropout:
             reference = None
-        pose = None
-        if self.model.controlnet is not None:
-            pose = batch["pose_pixel_values"]
-            if train.pose_dropout > 0:
-                keep = torch.rand(b, generator=generator, device=self.device) >= train.pose_dropout
-                pose = pose * keep.view(b, 1, 1, 1).to(pose.dtype)
+        if self.model.controlnet is None:
+            pose = None
+        elif train.pose_dropout > 0:
+            keep = torch.rand(b // (frames or 1), generator=generator, device=self.device) >= train.pose_dropout
+            pose = pose * keep.repeat_interleave(frames or 1).view(b, 1, 1, 1).to(pose.dtype)
         text = self.empty_text.expand(b, -1, -1)
-        prediction = self.model(noisy, t, text, reference, pose)
+        prediction = self.model(noisy, t, text, reference, pose, num_frames=frames)
         return self._weighted_mse(prediction.float(), self.target(latents, noise, t).float(), t)
 
     def _weighted_mse(self, prediction: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -147,6 +178,8 @@ class MagicPoseTraining(DiffusionTraining):
         return {k for k in self.state_dict() if k.startswith(self.trained_prefixes)}
 
     def trained_modules(self) -> dict[str, torch.nn.Module]:
+        if self.config.train.stage == 3:
+            return {"motion_adapter": self.model.motion_adapter}
         modules = {"appearance_unet": self.model.appearance_unet}
         if self.model.controlnet is not None:
             modules["controlnet"] = self.model.controlnet
@@ -160,11 +193,26 @@ class MagicPoseTraining(DiffusionTraining):
         model = self.model
         if use_ema and self.ema is not None:
             model = copy.deepcopy(model)  # processors (and their backend) come along
-            # same order as trainable_parameters(): model.unet, model.appearance_unet, model.controlnet
+            # same order as trainable_parameters(): model.unet, model.appearance_unet, model.controlnet,
+            # model.motion_adapter
             self.ema.copy_to([p for p in model.parameters() if p.requires_grad])
         pipe = MagicPosePipeline.from_model(model, self.vae, self.text_encoder, self.tokenizer, self.sample_scheduler)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+
+def check_stage(config: FitConfig) -> None:
+    """Stage 3 needs clips and a motion module; stages 1 and 2 neither."""
+    train, data, model = config.train, config.data, config.model
+    if train.stage == 3:
+        if not data.num_frames:
+            raise UserError("train.stage=3 trains the motion module on clips: set data.num_frames (e.g. 16)")
+        if model.motion_module is False:
+            raise UserError("train.stage=3 trains the motion module: model.motion_module must not be false")
+        if train.train_unet:
+            raise UserError("train.stage=3 trains the motion module alone: set train.train_unet=false")
+    elif data.num_frames:
+        raise UserError(f"train.stage={train.stage} trains on frame pairs: data.num_frames is for stage 3 (clips)")
 
 
 def make_train_loader(config: FitConfig, rank: int, world_size: int, global_step: int) -> torch.utils.data.DataLoader:
