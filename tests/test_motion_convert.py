@@ -104,6 +104,11 @@ def test_the_release_shapes_have_the_released_key_counts():
         v2 = MotionAdapter.from_config(MotionAdapter.load_config(REPO / "configs/models/sd15/motion_adapter"))
         v1 = MotionAdapter.from_config({**dict(v2.config), "use_motion_mid_block": False, "motion_max_seq_length": 24})
     assert len(motion_state_to_original(v2)) == 588 and len(motion_state_to_original(v1)) == 560
+    sd15 = {k: v for k, v in MotionAdapter.load_config(REPO / "configs/models/sd15/motion_adapter").items()
+            if not k.startswith("_")}
+    assert motion_adapter_config(motion_state_to_original(v2)) == sd15  # read from shapes alone (meta tensors)
+    assert motion_adapter_config(motion_state_to_original(v1)) == {**sd15, "use_motion_mid_block": False,
+                                                                   "motion_max_seq_length": 24}
     n_params = sum(p.numel() for p in v2.parameters())  # the positional tables are buffers
     assert n_params == 453_209_280 and f"{n_params:,}" in (REPO / "configs/models/sd15/README.md").read_text()
     state = motion_state_to_original(v2)
