@@ -1,4 +1,5 @@
-"""`magicpose convert`: original checkpoints -> our folders (magicdance, controlnet, sd), and back (export)."""
+"""`magicpose convert`: original checkpoints -> our folders (magicdance, controlnet, sd, followyourpose,
+motion-module), and back (export, followyourpose --export, motion-module --to-original)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ EPILOG = """examples:
   magicpose convert followyourpose --checkpoint pretrained_weights/followyourpose_checkpoint-1000 \\
       --pose-encoder pretrained_weights/pose_encoder.pth --sd pretrained_weights/stable-diffusion-v1-4 \\
       --out pretrained_weights/FollowYourPose
+  magicpose convert motion-module --checkpoint pretrained_weights/mm_sd_v15_v2.ckpt --out pretrained_weights/mm_sd_v15_v2
 
 You rarely need to run this: every model.paths.* / model.pretrained may name the original file, and the commands
 convert it once on first use into .converted/ beside it (docs/migrating.md).
@@ -77,6 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_cmd_export)
     _add_followyourpose(sub)
     _add_fyp_config(sub)
+    _add_motion_module(sub)
 
 
 def _add_followyourpose(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +102,53 @@ def _add_followyourpose(sub: argparse._SubParsersAction) -> None:
                    help="dtype of the written weights (default: as in the checkpoint)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     q.set_defaults(func=_cmd_followyourpose)
+
+
+def _add_motion_module(sub: argparse._SubParsersAction) -> None:
+    q = sub.add_parser("motion-module", help="AnimateDiff motion module (mm_sd_v15*.ckpt) -> MotionAdapter folder",
+                       description="An AnimateDiff motion-module file as released (mm_sd_v14.ckpt, mm_sd_v15.ckpt, "
+                                   "mm_sd_v15_v2.ckpt, v3; .ckpt / .pth / .safetensors) -> a diffusers MotionAdapter "
+                                   "folder (model.paths.motion_adapter=OUT). Widths, layers, the mid block and the "
+                                   "frame count (the positional tables' length: 24 for v1, 32 for v2) are read from "
+                                   "the file; heads and norm groups, which no tensor shows, are AnimateDiff's (8, 32) "
+                                   "unless --config names a MotionAdapter config folder. Every key is converted or "
+                                   "dropped for a stated reason; a positional table that is not the sinusoidal one "
+                                   "diffusers computes is refused. With --to-original: the reverse.",
+                       epilog="examples:\n  magicpose convert motion-module --checkpoint pretrained_weights/"
+                              "mm_sd_v15_v2.ckpt --out pretrained_weights/mm_sd_v15_v2\n  magicpose convert "
+                              "motion-module --to-original pretrained_weights/mm_sd_v15_v2 --out mm_export.ckpt\n\n"
+                              "You rarely need to run this: model.paths.motion_adapter may name the .ckpt itself; it "
+                              "is converted once on first use into .converted/ beside it.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--checkpoint", type=Path, help="the motion-module file (.ckpt / .pth weights-only pickle, or "
+                                                   ".safetensors; a 'state_dict' wrapper is unwrapped)")
+    q.add_argument("--config", metavar="DIR", help="a MotionAdapter config folder (e.g. configs/models/sd15/"
+                                                   "motion_adapter) to use instead of the inferred config; the file "
+                                                   "must agree with it")
+    q.add_argument("--to-original", type=Path, metavar="ADAPTER_DIR",
+                   help="instead: write this MotionAdapter folder in the original layout to --out (.safetensors by "
+                        "that suffix, else a weights-only pickle such as .ckpt)")
+    q.add_argument("--out", required=True, type=Path, help="output folder (a file with --to-original)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    q.set_defaults(func=_cmd_motion_module)
+
+
+def _cmd_motion_module(args: argparse.Namespace) -> int:
+    from magicpose.convert.animatediff import convert_motion_module, export_motion_module
+    from magicpose.errors import UserError
+
+    if args.to_original is not None:
+        if args.checkpoint is not None or args.config is not None:
+            raise UserError("convert motion-module --to-original: takes a MotionAdapter folder and --out only "
+                            "(no --checkpoint / --config)")
+        path = export_motion_module(args.to_original, args.out, overwrite=args.overwrite)
+        print(f"exported {args.to_original} -> {path} (the original AnimateDiff motion-module layout)")
+        return 0
+    if args.checkpoint is None:
+        raise UserError("convert motion-module: --checkpoint is required (or --to-original ADAPTER_DIR)")
+    report = convert_motion_module(args.checkpoint, args.out, args.config, overwrite=args.overwrite)
+    print("\n".join(report.lines()))
+    return 0
 
 
 def _add_fyp_config(sub: argparse._SubParsersAction) -> None:

@@ -3,10 +3,13 @@
 Any `model.paths.<name>` or `model.pretrained` of either system may name a file the original projects released
 (`control_sd15_ini.ckpt`, `control_v11p_sd15_openpose.pth`, `model_state-10000.th`, `model_state-110000.th`, an SD
 `.ckpt` / `.safetensors`, Follow-Your-Pose's `followyourpose_checkpoint-1000/` or its `pytorch_model.bin`, and
-`pose_encoder.pth`). `convert_sources` converts each such file once, with the strict converters of this package
+`pose_encoder.pth`, AnimateDiff's `mm_sd_v15*.ckpt` motion modules under `model.paths.motion_adapter`).
+`convert_sources` converts each such file once, with the strict converters of this package
 (every key converted or dropped for a stated reason), and returns the spec with folders in its place:
 
-* what the file holds is read from its keys, not its name (`detect`);
+* what the file holds is read from its keys, not its name (`detect`), and a file that cannot give the component it
+  is named for is refused before any conversion (a motion module anywhere but `paths.motion_adapter`, or anything
+  else there);
 * the cache is `$MAGICPOSE_CACHE`, else `.converted/` beside the file (e.g. `pretrained_weights/.converted/`), else
   `~/.cache/magicpose/converted` when that folder cannot be written; one folder per file, keyed by its name, size
   and modification time (`<stem>-<size>-<mtime>/`), so a replaced file converts again and a moved cache is reused;
@@ -34,7 +37,7 @@ from typing import Any
 from magicpose.convert.followyourpose import CHECKPOINT_FILES
 from magicpose.convert.safe_load import open_checkpoint
 from magicpose.errors import UserError
-from magicpose.paths import first_existing
+from magicpose.paths import first_existing, resolve_path
 
 CACHE_ENV = "MAGICPOSE_CACHE"
 # what a file holds -> the components its conversion has
@@ -44,7 +47,9 @@ HOLDS = {
     "controlnet": "a ControlNet checkpoint",
     "followyourpose": "a Follow-Your-Pose checkpoint",
     "pose_encoder": "a Follow-Your-Pose pose encoder",
+    "motion_module": "an AnimateDiff motion module",
 }
+MOTION_COMPONENT = "motion_adapter"  # the only component a motion module converts to
 
 
 def convert_sources(spec: Any, log: Any = None) -> Any:
@@ -77,7 +82,7 @@ def _resolve(value: Any, what: str, component: str | None, components: str | Non
     source = original_file(path)
     if source is None:
         return str(path)
-    folder = converted_folder(source, components, log)
+    folder = converted_folder(source, components, log, component=component, what=what)
     if component is None:
         if not (folder / "unet").is_dir():
             have = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -129,9 +134,12 @@ def _cache_root(source: Path) -> Path:
     return Path("~/.cache/magicpose/converted").expanduser()
 
 
-def converted_folder(source: Path, components: str | None = None, log: Any = None) -> Path:
+def converted_folder(source: Path, components: str | None = None, log: Any = None, *, component: str | None = None,
+                     what: str | None = None) -> Path:
     """`source` converted (once) into its cache folder: `<folder>/<component>/` for each component it holds.
-    `components`: the component configs the weights go into (None: SD-1.5's, `configs/models/sd15`)."""
+    `components`: the component configs the weights go into (None: SD-1.5's, `configs/models/sd15`).
+    `what` (the config key, e.g. `model.paths.unet`) and `component` (None: the whole pipeline): a file that cannot
+    give it is refused before it is converted (`check_wanted`)."""
     log = log or _stderr
     folder = cache_folder(source)
     if folder.is_dir():
@@ -143,6 +151,8 @@ def converted_folder(source: Path, components: str | None = None, log: Any = Non
             log(f"{source}: using its conversion in {folder}")
             return folder
         holds = detect(source)
+        if what is not None:
+            check_wanted(source, holds, component, what)
         log(f"converting {source} ({HOLDS[holds]}) into {folder} (once; later runs reuse it) ...")
         start = time.perf_counter()
         _convert(source, holds, folder, components)
@@ -162,6 +172,7 @@ def _lock(path: Path):
 
 def detect(source: Path) -> str:
     """What a checkpoint file holds, from its keys (see `HOLDS`)."""
+    from magicpose.convert.animatediff import looks_like_motion_module
     from magicpose.convert.magicdance import ACM, CONTROL, UNET
 
     ckpt = open_checkpoint(source)
@@ -171,6 +182,8 @@ def detect(source: Path) -> str:
         ckpt.close()
     if any("attn_temp." in k or k.startswith("skeleton_adapter.") for k in keys):
         return "followyourpose"
+    if looks_like_motion_module(keys):
+        return "motion_module"
     if keys and all(k.startswith(("conv_in.", "body.")) for k in keys):
         return "pose_encoder"
     has_unet = any(k.startswith(UNET) for k in keys)
@@ -180,8 +193,19 @@ def detect(source: Path) -> str:
         return "sd"
     if any("zero_convs." in k for k in keys):
         return "controlnet"
-    raise UserError(f"{source}: not a checkpoint this package knows (no Stable Diffusion UNet, ControlNet, MagicDance "
-                    "or Follow-Your-Pose keys)")
+    raise UserError(f"{source}: not a checkpoint this package knows (no Stable Diffusion UNet, ControlNet, MagicDance, "
+                    "Follow-Your-Pose or AnimateDiff motion-module keys)")
+
+
+def check_wanted(source: Path, holds: str, component: str | None, what: str) -> None:
+    """A motion module converts to `motion_adapter/` only, and only a motion module does: say so before converting
+    (an SD checkpoint named as the motion adapter would otherwise convert for minutes and then be refused)."""
+    if holds == "motion_module" and component != MOTION_COMPONENT:
+        raise UserError(f"{source}: {HOLDS[holds]} ({what}); it converts to {MOTION_COMPONENT} only: name it under "
+                        f"model.paths.{MOTION_COMPONENT}")
+    if component == MOTION_COMPONENT and holds != "motion_module":
+        raise UserError(f"{source}: {HOLDS[holds]}, not an AnimateDiff motion module ({what}: mm_sd_v15_v2.ckpt "
+                        "or a MotionAdapter folder)")
 
 
 def _convert(source: Path, holds: str, folder: Path, components: str | None) -> None:
@@ -195,6 +219,8 @@ def _convert(source: Path, holds: str, folder: Path, components: str | None) -> 
         shutil.rmtree(partial, ignore_errors=True)
         convert_checkpoint(source, partial / "controlnet", "controlnet", components=components, overwrite=True)
         partial.rename(folder)
+    elif holds == "motion_module":
+        _convert_motion_module(source, folder, components)
     elif holds == "pose_encoder":
         convert_pose_encoder(source, folder, components=components or SD_CONFIGS)
     else:
@@ -204,6 +230,23 @@ def _convert(source: Path, holds: str, folder: Path, components: str | None) -> 
         encoder = release / "pose_encoder.pth"
         convert_followyourpose(source, folder, sd=sd if sd.is_dir() else None,
                                pose_encoder=encoder if encoder.is_file() else None, components=components or SD_CONFIGS)
+
+
+def _convert_motion_module(source: Path, folder: Path, components: str | None) -> None:
+    """-> `<folder>/motion_adapter/`; heads and norm groups (which the file cannot show) from the components'
+    `motion_adapter/` config when there is one, else AnimateDiff's."""
+    from magicpose.convert.animatediff import convert_motion_module
+
+    defaults = resolve_path(components) / MOTION_COMPONENT if components else None
+    partial = folder.with_name(folder.name + ".partial-dir")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        convert_motion_module(source, partial / MOTION_COMPONENT,
+                              defaults=defaults if defaults is not None and defaults.is_dir() else None)
+        partial.rename(folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def _stderr(line: str) -> None:
