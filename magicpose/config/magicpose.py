@@ -113,6 +113,9 @@ class TrainConfig:
     reference_dropout: float = 0.0  # per batch: drop the appearance branch (for partial guidance)
     pose_dropout: float = 0.0  # per item: blank pose map
     reference_noise: bool = False  # false: clean reference latent at the target's timestep (the original)
+    # stage 3: share of the noise variance common to a clip's frames (0: independent per frame, as AnimateDiff;
+    # 1: one noise per clip, as the pipeline samples with shared_noise)
+    clip_noise: float = 0.0
     gradient_checkpointing: bool = False
     # Also train the main UNet. MagicPose keeps it frozen (it is pretrained SD); this is for worlds with no pretrained
     # base, such as the CPU toy quickstart, where a frozen random UNet cannot produce a clean frame.

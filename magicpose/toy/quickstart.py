@@ -27,6 +27,7 @@ from magicpose.paths import REPO_ROOT
 MARKER = ".quickstart"
 STAGE1_CONFIG = "configs/magicpose/toy/stage1.yaml"
 STAGE2_CONFIG = "configs/magicpose/toy/stage2.yaml"
+STAGE3_CONFIG = "configs/magicpose/toy/stage3.yaml"
 ENLARGE = 4  # the grid video shows 32 px frames 4x larger (nearest neighbour)
 
 
@@ -47,7 +48,10 @@ class Scale:
     eval_stride: int = 4
     sampler_steps: int = 4  # x0-prediction: 4, 20 and 40 DDIM steps gave the same mask IoU (0.541 / 0.538 / 0.540)
     guidance_scale: float = 1.0  # Image-CFG (the toy model is trained without reference dropout); 1: off
+    shared_noise: bool = True  # one initial noise per video (the original's sampling); False: one per frame
     threads: int = 2
+    stage3_steps: int = 400  # the motion module (--temporal): clips of eval_frames frames at eval_stride
+    clip_batch: int = 2  # clips per stage-3 step
 
 
 FULL = Scale()
@@ -62,6 +66,7 @@ FAST = Scale(
     eval_frames=4,
     eval_stride=2,
     sampler_steps=2,
+    stage3_steps=4,
 )
 
 
@@ -77,6 +82,8 @@ class QuickstartOptions:
     min_iou_gain_se: float = 3.0
     max_colour_ratio: float = 0.8
     seed: int = 0  # toy-world seed (training seeds come from the configs)
+    temporal: bool = False  # then stage 3 (the motion module) and the stage 2 vs stage 3 comparison
+    temporal_only: bool = False  # stage 3 on OUT's finished quickstart (its data and stage-2 run), nothing else
 
 
 def prepare_out(out: Path) -> None:
@@ -95,8 +102,8 @@ def model_configs(folder: Path, widths: tuple[int, ...] | None) -> str:
     source = REPO_ROOT / "configs" / "models" / "toy"
     if widths is None:
         return str(source)
-    shutil.copytree(source, folder)
-    for name in ("unet", "controlnet"):
+    shutil.copytree(source, folder, dirs_exist_ok=True)
+    for name in ("unet", "controlnet", "motion_adapter"):
         path = folder / name / "config.json"
         config = json.loads(path.read_text())
         config["block_out_channels"] = list(widths)
@@ -127,7 +134,8 @@ def load_video(root: Path, video: str, frames: int, stride: int) -> dict[str, np
 
 
 def generate(
-    pipe: Any, reference: np.ndarray, poses: np.ndarray, steps: int, seed: int, guidance_scale: float = 1.0
+    pipe: Any, reference: np.ndarray, poses: np.ndarray, steps: int, seed: int, guidance_scale: float = 1.0,
+    shared_noise: bool = True,
 ) -> np.ndarray:
     import torch
     from PIL import Image
@@ -139,6 +147,7 @@ def generate(
         guidance_scale=guidance_scale,
         frames_per_batch=len(poses),
         generator=torch.Generator().manual_seed(seed),
+        shared_noise=shared_noise,
         output_type="np",
     ).frames[0]
     return np.rint(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
@@ -164,7 +173,8 @@ def animate_and_evaluate(out: Path, data: Path, pipeline_dir: Path, scale: Scale
         videos.append(v)
     for i, v in enumerate(videos):
         v["generated"] = generate(
-            pipe, v["reference"], v["pose"], scale.sampler_steps, seed=i, guidance_scale=scale.guidance_scale
+            pipe, v["reference"], v["pose"], scale.sampler_steps, seed=i, guidance_scale=scale.guidance_scale,
+            shared_noise=scale.shared_noise,
         )
         if len(videos) > 1:  # the same poses (and noise) from the next held-out dancer's reference
             other = (i + 1) % len(videos)
@@ -175,6 +185,7 @@ def animate_and_evaluate(out: Path, data: Path, pipeline_dir: Path, scale: Scale
                 scale.sampler_steps,
                 seed=i,
                 guidance_scale=scale.guidance_scale,
+                shared_noise=scale.shared_noise,
             )
             v["wrong_background"] = videos[other]["background"]
     metrics = evaluate_toy(videos)
@@ -235,6 +246,85 @@ def table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def stage3_overrides(out: Path, scale: Scale, stage2_pipeline: Path) -> list[str]:
+    """The toy stage-3 run: clips as long as the evaluated videos, at the same stride, from the stage-2 model."""
+    return [
+        f"data.root={out / 'data'}",
+        f"data.size={scale.size}",
+        f"inference.size={scale.size}",
+        f"model.components={model_configs(out / 'model', scale.widths)}",
+        f"model.pretrained={stage2_pipeline}",
+        f"run_dir={out / 'runs' / 'stage3'}",
+        f"train.max_steps={scale.stage3_steps}",
+        f"data.num_frames={scale.eval_frames}",
+        f"data.frame_stride={scale.eval_stride}",
+        f"data.batch_size={scale.clip_batch}",
+    ]
+
+
+def stage3_and_compare(out: Path, scale: Scale, per_frame_videos: list[dict], lap: Any) -> dict[str, Any]:
+    """Train the motion module on the stage-2 model, animate the same held-out dancers with the same seeds and
+    settings, compare (`magicpose.toy.temporal`) and write `temporal.mp4`; return the record's `temporal` part."""
+    from magicpose.toy.temporal import compare_stages, temporal_check, write_side_by_side
+
+    t = time.perf_counter()
+    shutil.rmtree(out / "runs" / "stage3", ignore_errors=True)  # inside the quickstart folder: a re-run replaces it
+    stage3 = fit(STAGE3_CONFIG, stage3_overrides(out, scale, out / "runs" / "stage2" / "pipeline"))
+    t_fit = lap("stage 3", t)
+    metrics, videos = animate_and_evaluate(out, out / "data", stage3 / "pipeline", scale)
+    comparison = compare_stages(per_frame_videos, videos)
+    write_side_by_side(out / "temporal.mp4", per_frame_videos, videos)
+    lap("stage 3 animate + evaluate", t_fit)
+    return {"comparison": comparison, "check": temporal_check(comparison), "metrics": metrics,
+            "stage3_steps": scale.stage3_steps, "clip_batch": scale.clip_batch}
+
+
+def run_temporal_only(options: QuickstartOptions) -> dict[str, Any]:
+    """Stage 3 on OUT's finished quickstart: its toy data, its stage-2 run and its scale (stage-3 fields from
+    `options.scale`); adds `temporal` to its metrics.json."""
+    import torch
+
+    out = Path(options.out).resolve()
+    if not (out / MARKER).is_file() or not (out / "metrics.json").is_file() or \
+            not (out / "runs" / "stage2" / "pipeline").is_dir():
+        raise UserError(f"{out}: no finished quickstart here (run `bash scripts/quickstart.sh` first, or pass "
+                        "--temporal to run everything)")
+    record = json.loads((out / "metrics.json").read_text())
+    recorded = {**record["scale"], "widths": tuple(record["scale"]["widths"] or ()) or None}
+    recorded.update(stage3_steps=options.scale.stage3_steps, clip_batch=options.scale.clip_batch,
+                    threads=options.scale.threads)
+    scale = Scale(**{k: v for k, v in recorded.items() if k in Scale.__dataclass_fields__})
+    torch.set_num_threads(scale.threads)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def lap(name: str, t0: float) -> float:
+        times[name] = round(time.perf_counter() - t0, 1)
+        print(f"[quickstart] {name}: {times[name]} s", flush=True)
+        return time.perf_counter()
+
+    _, per_frame = animate_and_evaluate(out, out / "data", out / "runs" / "stage2" / "pipeline", scale)
+    lap("stage 2 animate (again, for the comparison)", start)
+    record["temporal"] = stage3_and_compare(out, scale, per_frame, lap)
+    record["temporal"]["seconds"] = {**times, "total": round(time.perf_counter() - start, 1)}
+    (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
+    print_temporal(record["temporal"], out)
+    return record
+
+
+def print_temporal(part: dict[str, Any], out: Path) -> None:
+    from magicpose.toy.temporal import temporal_table
+
+    check = part["check"]
+    print("\nstage 2 (per frame) vs stage 3 (motion module), same dancers, seeds and sampling:")
+    print(temporal_table(part["comparison"]))
+    print(f"temporal: frame flicker gain {check['flicker_gain_se']:.1f} standard errors (need > {check['min_se']:g}); "
+          f"mask IoU and colour distance no worse beyond {check['noise_se']:g} standard errors: "
+          f"{'ok' if check['passed'] else 'NOT MET'}; wrote {out}/temporal.mp4 "
+          "(reference | pose | stage 2 | stage 3 | ground truth)")
+
+
 def check_passed(check: dict) -> bool:
     """Whether both parts of a `learning_check` result passed."""
     return all(part["passed"] for part in check.values())
@@ -250,6 +340,8 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
 
     from magicpose.toy import generate_toy_dataset
 
+    if options.temporal_only:
+        return run_temporal_only(options)
     scale = options.scale
     torch.set_num_threads(scale.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -293,7 +385,8 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
     metrics, videos = animate_and_evaluate(out, data, stage2 / "pipeline", scale)
     t = lap("animate + evaluate", t)
     write_videos(out, videos)
-    lap("videos", t)
+    t = lap("videos", t)
+    temporal = stage3_and_compare(out, scale, videos, lap) if options.temporal else None
     times["total"] = round(time.perf_counter() - start, 1)
     check = learning_check(metrics, options.min_iou_gain, options.min_iou_gain_se, options.max_colour_ratio)
     record = {
@@ -304,6 +397,8 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
         "metrics": metrics,
         "check": check,
     }
+    if temporal is not None:
+        record["temporal"] = temporal
     (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     print("\n" + table(metrics))
     p, a = check["pose_following"], check["appearance"]
@@ -317,6 +412,8 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
         f"appearance: colour distance right/wrong reference {a['colour_ratio_right_over_wrong']:.3f} "
         f"(need <= {a['max']}): {'ok' if a['passed'] else 'FAILED'}"
     )
+    if temporal is not None:
+        print_temporal(temporal, out)
     if not options.check:
         print("(learning check not enforced: --fast or --no-check)")
     print(

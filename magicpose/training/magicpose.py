@@ -143,6 +143,8 @@ class MagicPoseTraining(DiffusionTraining):
         reference = self.encode(batch["ref_pixel_values"], generator)
         b = latents.shape[0]
         noise = torch.randn(latents.shape, generator=generator, device=self.device, dtype=latents.dtype)
+        if clips and train.clip_noise:
+            noise = mix_clip_noise(noise, frames, train.clip_noise, generator)
         steps = self.noise_scheduler.config.num_train_timesteps
         t = torch.randint(0, steps, (reference.shape[0],), generator=generator, device=self.device)
         if clips:
@@ -199,6 +201,16 @@ class MagicPoseTraining(DiffusionTraining):
         pipe = MagicPosePipeline.from_model(model, self.vae, self.text_encoder, self.tokenizer, self.sample_scheduler)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+
+def mix_clip_noise(noise: torch.Tensor, frames: int, shared: float, generator: torch.Generator) -> torch.Tensor:
+    """`(b f) c h w` unit-variance noise whose share `shared` of the variance is common to a clip's frames (PYoCo's
+    mixed noise prior): 0 leaves it independent per frame (AnimateDiff), 1 gives every frame of a clip one noise,
+    as the pipeline samples with `shared_noise` (its default)."""
+    clips = noise.shape[0] // frames
+    common = torch.randn((clips, *noise.shape[1:]), generator=generator, device=noise.device, dtype=noise.dtype)
+    common = common.repeat_interleave(frames, dim=0)
+    return shared**0.5 * common + (1.0 - shared) ** 0.5 * noise
 
 
 def check_stage(config: FitConfig) -> None:
