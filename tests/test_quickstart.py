@@ -11,14 +11,24 @@ from .conftest import REPO
 
 
 def test_fast_quickstart_writes_every_output(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QUICKSTART_FAST": "1"}
+    """The whole path, stage 3 included (QUICKSTART_TEMPORAL=1), then stage 3 alone on the finished folder."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QUICKSTART_FAST": "1", "QUICKSTART_TEMPORAL": "1"}
     res = subprocess.run([sys.executable, "-m", "magicpose", "quickstart", "--out", str(tmp_path / "qs")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    for name in ("animation.mp4", "grid.mp4", "metrics.json"):
+    for name in ("animation.mp4", "grid.mp4", "metrics.json", "temporal.mp4"):
         assert (tmp_path / "qs" / name).is_file(), name
     metrics = json.loads((tmp_path / "qs" / "metrics.json").read_text())
     assert "mask_iou" in json.dumps(metrics)
+    temporal = metrics["temporal"]
+    assert {"stage2", "stage3", "gain"} <= set(temporal["comparison"]) and "passed" in temporal["check"]
+    assert "stage 2 (per frame) vs stage 3" in res.stdout
+    env.pop("QUICKSTART_TEMPORAL")
+    res = subprocess.run([sys.executable, "-m", "magicpose", "quickstart", "--out", str(tmp_path / "qs"),
+                          "--temporal-only", "--stage3-steps", "2"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((tmp_path / "qs" / "metrics.json").read_text())["temporal"]["stage3_steps"] == 2
 
 
 def test_quickstart_help_lists_the_flags():
@@ -26,5 +36,5 @@ def test_quickstart_help_lists_the_flags():
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     for flag in ("--out", "--fast", "--no-check", "--min-iou-gain-se", "--max-colour-ratio", "--stage2-steps",
-                 "--guidance-scale", "--seed", "learning check"):
+                 "--guidance-scale", "--seed", "learning check", "--temporal", "--temporal-only", "--stage3-steps"):
         assert flag in res.stdout, flag
