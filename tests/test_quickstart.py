@@ -21,7 +21,8 @@ def test_fast_quickstart_writes_every_output(tmp_path):
     metrics = json.loads((tmp_path / "qs" / "metrics.json").read_text())
     assert "mask_iou" in json.dumps(metrics)
     temporal = metrics["temporal"]
-    assert {"stage2", "stage3", "gain"} <= set(temporal["comparison"]) and "passed" in temporal["check"]
+    assert {"stage2", "stage3", "gain"} <= set(temporal["per_frame_noise"]["comparison"]) and "passed" in temporal["check"]
+    assert "shared_noise" in temporal
     assert "stage 2 (per frame) vs stage 3" in res.stdout
     env.pop("QUICKSTART_TEMPORAL")
     res = subprocess.run([sys.executable, "-m", "magicpose", "quickstart", "--out", str(tmp_path / "qs"),

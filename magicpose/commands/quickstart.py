@@ -38,11 +38,13 @@ The learning check (`--check`, on unless `--fast` or `--no-check`) fails the run
 
 With `--temporal` (or `--temporal-only` on a finished OUT) a motion module (stage 3, zero-initialised, everything
 of stage 2 frozen) trains on clips of the toy videos, and the same held-out dancers are animated again with the
-same seeds and sampling settings. `OUT/temporal.mp4` shows reference | pose | stage 2 | stage 3 | ground truth;
-metrics.json gains `temporal`: flicker error (frame, figure, background; `magicpose.eval.temporal`), mask IoU and
-colour distance of both stages with paired gains and standard errors. Its check (enforced like the learning
-check): the frame flicker improves by more than 3 standard errors, and mask IoU and colour distance are no worse
-beyond 2 standard errors.
+same seeds and sampling settings, with one initial noise per frame (AnimateDiff's setting, the one the module is
+trained for) and with one shared per video (the quickstart's, itself a flicker remedy). `OUT/temporal.mp4` shows
+reference | pose | stage 2 | stage 3 | ground truth (noise per frame); metrics.json gains `temporal`: flicker error
+(frame, figure, background; `magicpose.eval.temporal`), mask IoU and colour distance of both stages with paired
+gains and standard errors, in both settings. Its check (noise per frame; enforced like the learning check): the
+frame flicker improves by more than 3 standard errors, and mask IoU and colour distance are no worse beyond 2
+standard errors.
 """
 DESCRIPTION = EPILOG.split("\n\n")[0]
 
