@@ -382,6 +382,20 @@ def test_cli_takes_json_files_and_extract_pose_layouts(files, tmp_path):
         (layout / "keypoints" / path.name).write_bytes(path.read_bytes())
         Image.new("RGB", (8, 8)).save(layout / "pose_maps" / f"{path.stem}.png")
     assert find_keypoints(layout) == find_keypoints(layout / "pose_maps") == sorted((layout / "keypoints").iterdir())
+    # Sidecars beside the maps, and the TikTok layout's keypoints_<split>/<video> beside pose_map_<split>/<video>.
+    sidecars = tmp_path / "sidecars"
+    sidecars.mkdir()
+    tiktok = tmp_path / "tiktok"
+    for path in sorted(poses.glob("*.json"))[:2]:
+        (sidecars / path.name).write_bytes(path.read_bytes())
+        Image.new("RGB", (8, 8)).save(sidecars / f"{path.stem}.png")
+        for tree in ("pose_map_test_set", "keypoints_test_set"):
+            (tiktok / tree / "v1").mkdir(parents=True, exist_ok=True)
+        (tiktok / "keypoints_test_set" / "v1" / path.name).write_bytes(path.read_bytes())
+        Image.new("RGB", (8, 8)).save(tiktok / "pose_map_test_set" / "v1" / f"{path.stem}.png")
+    assert find_keypoints(sidecars) == [sidecars / "0001.json", sidecars / "0002.json"]
+    found = find_keypoints(tiktok / "pose_map_test_set" / "v1")
+    assert found == [tiktok / "keypoints_test_set" / "v1" / name for name in ("0001.json", "0002.json")]
     # Maps with a sidecar missing: one line naming the map.
     (layout / "keypoints" / "0004.json").unlink()
     with pytest.raises(UserError, match=r"0004\.png: no keypoints JSON"):

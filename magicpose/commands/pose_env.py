@@ -105,7 +105,8 @@ def extract_image_keypoints(image: Path, folder: Path, alternative: str) -> Path
     image = image.resolve()
     if not image.is_file():
         raise UserError(f"{image}: no such image file")
-    run_extract_pose(image, folder, "openpose", True, f"a reference image needs for mediapipe; {SETUP}, or {alternative}")
+    hint = f"a reference image needs for mediapipe; {SETUP}, or {alternative}"
+    run_extract_pose(image, folder, "openpose", True, hint)
     found = folder / KEYPOINTS / f"{image.stem}.json"
     if not found.is_file():
         try:
