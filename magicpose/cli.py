@@ -19,8 +19,8 @@ evaluate). Every command reads OmegaConf YAML configs; `key=value` arguments ove
 
 # in the order `magicpose --help` lists them; modules of magicpose.commands
 COMMANDS = (
-    "animate", "fit", "toy_data", "check_data", "extract_pose", "prepare_video", "convert", "fyp_sample",
-    "infer_tiktok", "evaluate", "benchmark", "quickstart",
+    "animate", "fit", "toy_data", "check_data", "extract_pose", "retarget_pose", "prepare_video", "convert",
+    "fyp_sample", "infer_tiktok", "evaluate", "benchmark", "quickstart",
 )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from magicpose.commands.outputs import (
     sampling_arguments,
     size_multiple,
 )
+from magicpose.errors import UserError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -34,9 +35,12 @@ EPILOG = """examples:
   magicpose animate --config configs/magicpose/tiny.yaml --reference me.png --poses poses/ --out out/
   magicpose animate --config configs/magicpose/inference.yaml --reference me.png --poses dance.mp4 \\
       --out out/ --steps 30 inference.prompt="a person dancing"
+  magicpose animate -c configs/magicpose/inference.yaml --reference me.png --poses poses/dance/pose_maps \\
+      --retarget --reference-keypoints me.json --out out/     # the dance on my body (see retarget-pose)
 
 outputs in --out: frames/NNNN.png, animation.mp4, animation.gif, grid.mp4 (reference | pose | result),
-run.json (resolved config, seed, versions). An existing result is never replaced without --overwrite."""
+run.json (resolved config, seed, versions, the retargeting ratios). An existing result is never replaced
+without --overwrite."""
 
 FLAGS = {**INFERENCE_FLAGS, "guidance_mode": "inference.guidance_mode", "fps": "inference.fps"}
 
@@ -47,6 +51,8 @@ class AnimateRequest:
     poses: Path
     out: Path
     overwrite: bool = False
+    retarget: bool = False  # move the poses' keypoints onto the reference's body first (retarget-pose)
+    reference_keypoints: Path | None = None  # the reference's OpenPose JSON; None: pose the reference image
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +78,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, help="output side in pixels; frames are square (inference.size)")
     p.add_argument("--pad", action="store_true",
                    help="pad inputs to a square instead of centre-cropping them (inference.resize_mode=pad)")
+    p.add_argument("--retarget", action="store_true",
+                   help="retarget the poses to the reference's body proportions first (needs their OpenPose "
+                        "keypoints JSON, as extract-pose writes them; see retarget-pose)")
+    p.add_argument("--reference-keypoints", type=Path, metavar="JSON",
+                   help="the reference's OpenPose keypoints for --retarget (default: pose the reference image "
+                        "in the pose environment)")
     p.add_argument("--frames-per-batch", type=int, help="frames denoised together (inference.frames_per_batch)")
     add_context_arguments(p)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (device)")
@@ -84,11 +96,15 @@ def run(args: argparse.Namespace) -> int:
     from magicpose.config import MagicPoseConfig, load_config
 
     check_output_folder(args.out, OUTPUT_NAMES, args.overwrite)
+    if args.reference_keypoints is not None and not args.retarget:
+        raise UserError("--reference-keypoints is only used with --retarget")
     overrides = flag_overrides(args, FLAGS)
     if args.pad:
         overrides.append("inference.resize_mode=pad")
     config = load_config(args.config, overrides + list(args.overrides), schema=MagicPoseConfig)
-    record = run_animate(config, AnimateRequest(args.reference, args.poses, args.out, args.overwrite))
+    request = AnimateRequest(args.reference, args.poses, args.out, args.overwrite, args.retarget,
+                             args.reference_keypoints)
+    record = run_animate(config, request)
     print(f"wrote {record['num_frames']} frames to {args.out} in {record['seconds']:.1f} s")
     return 0
 
@@ -102,7 +118,15 @@ def run_animate(config: MagicPoseConfig, request: AnimateRequest) -> dict[str, A
     check_output_folder(request.out, OUTPUT_NAMES, request.overwrite)
     inf = config.inference
     reference = load_image(request.reference)
-    poses = read_frames(request.poses)
+    retargeted = None
+    if request.retarget:
+        from magicpose.commands.retarget_pose import retargeted_maps
+
+        poses, pose_files, retargeted = retargeted_maps(request.reference, reference.size, request.poses,
+                                                        request.reference_keypoints, inf.size, inf.resize_mode)
+    else:
+        poses = read_frames(request.poses)
+        pose_files = list_images(request.poses) if request.poses.is_dir() else None
     started = time.perf_counter()
 
     device = resolve_device(config.device)
@@ -116,7 +140,8 @@ def run_animate(config: MagicPoseConfig, request: AnimateRequest) -> dict[str, A
     inputs = {
         "reference": str(request.reference),
         "poses": str(request.poses),
-        "pose_files": [p.name for p in list_images(request.poses)] if request.poses.is_dir() else None,
+        "pose_files": None if pose_files is None else [p.name for p in pose_files],
+        "retarget": retargeted,
     }
     record = run_record("animate", inputs, len(frames), config, device, time.perf_counter() - started)
     publish(request.out, OUTPUT_NAMES, lambda staging: _write_outputs(staging, reference, poses, frames, inf.fps, record))

@@ -1,8 +1,9 @@
 """Running `magicpose extract-pose` in the pose environment from a command of the main one.
 
 mediapipe needs numpy<2 and lives only in `.venv-pose` (`bash scripts/setup_pose.sh`), so a command in `.venv`
-(torch) that needs poses, `fyp-sample --video`, runs extraction there as a subprocess, with this checkout's
-package first on its path (an editable install in `.venv-pose` may point at another checkout).
+(torch) that needs poses (`fyp-sample --video`, a reference image for `retarget-pose` / `animate --retarget`)
+runs extraction there as a subprocess, with this checkout's package first on its path (an editable install in
+`.venv-pose` may point at another checkout).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from magicpose.errors import UserError
 from magicpose.paths import REPO_ROOT
 
 SKELETON_DIR = "skeleton"  # in the command's --out
-POSE_MAPS, REPORT = "pose_maps", "report.json"  # extract-pose's layout (magicpose.pose.extract)
-SETUP_HINT = "run `bash scripts/setup_pose.sh` to create it, or pass ready-made skeleton maps with --skeleton"
+POSE_MAPS, KEYPOINTS, REPORT = "pose_maps", "keypoints", "report.json"  # extract-pose's layout (magicpose.pose.extract)
+SETUP = "run `bash scripts/setup_pose.sh` to create it"
+SETUP_HINT = f"{SETUP}, or pass ready-made skeleton maps with --skeleton"
 
 
 def pose_python() -> Path:
@@ -40,14 +42,39 @@ def _reusable(folder: Path, video: Path) -> bool:
     return fresh and any((folder / POSE_MAPS).glob("*.png"))
 
 
-def _failure(video: Path, done: subprocess.CompletedProcess) -> UserError:
+def _failure(source: Path, done: subprocess.CompletedProcess) -> UserError:
     """extract-pose's own one-line error when it gave one, else its last line and exit code."""
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
     said = [line for line in lines if line.startswith("magicpose extract-pose: error:")]
     if said:
         return UserError(said[-1].removeprefix("magicpose "))
     last = lines[-1] if lines else "no message"
-    return UserError(f"{video}: pose extraction in the pose environment failed (exit {done.returncode}): {last}")
+    return UserError(f"{source}: pose extraction in the pose environment failed (exit {done.returncode}): {last}")
+
+
+def check_pose_env(missing_hint: str) -> Path:
+    """The pose environment's python; one line naming it and how to create it (`missing_hint`) if absent."""
+    python = pose_python()
+    if not python.exists():
+        raise UserError(f"{python}: no pose environment, which {missing_hint}")
+    return python
+
+
+def run_extract_pose(source: Path, folder: Path, style: str, overwrite: bool, missing_hint: str) -> str:
+    """`magicpose extract-pose --input source --out folder --style style` in the pose environment; its summary.
+
+    Without the environment: one line naming it, how to create it, and `missing_hint` (what else to pass).
+    """
+    python = check_pose_env(missing_hint)
+    command = [str(python), "-m", "magicpose", "extract-pose", "--input", str(source), "--out", str(folder),
+               "--style", style, *(["--overwrite"] if overwrite else [])]
+    package_root = str(Path(magicpose.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+           "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}  # mediapipe's log noise
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise _failure(source, done)
+    return done.stdout.strip()
 
 
 def extract_skeleton(video: Path, out: Path, overwrite: bool = False) -> Path:
@@ -63,19 +90,28 @@ def extract_skeleton(video: Path, out: Path, overwrite: bool = False) -> Path:
     if _reusable(folder, video):
         print(f"reusing the poses in {folder} (extracted from {video})")
         return folder / POSE_MAPS
-    python = pose_python()
-    if not python.exists():
-        raise UserError(f"{python}: no pose environment, which --video needs for mediapipe; {SETUP_HINT}")
-    command = [str(python), "-m", "magicpose", "extract-pose", "--input", str(video), "--out", str(folder),
-               "--style", "mmpose", *(["--overwrite"] if overwrite else [])]
-    package_root = str(Path(magicpose.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-           "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}  # mediapipe's log noise
+    hint = f"--video needs for mediapipe; {SETUP_HINT}"
+    check_pose_env(hint)
     print(f"extracting poses from {video} with mediapipe into {folder}")
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise _failure(video, done)
-    print(done.stdout.strip())
+    print(run_extract_pose(video, folder, "mmpose", overwrite, hint))
     if not any((folder / POSE_MAPS).glob("*.png")):
         raise UserError(f"{video}: no frame passed the pose filter, so there is no skeleton (see {folder / REPORT})")
     return folder / POSE_MAPS
+
+
+def extract_image_keypoints(image: Path, folder: Path, alternative: str) -> Path:
+    """OpenPose keypoints of one image (the pose environment's mediapipe, extract-pose's failure filter), written
+    to `folder` (replaced); returns the JSON file. `alternative` completes the missing-environment line."""
+    image = image.resolve()
+    if not image.is_file():
+        raise UserError(f"{image}: no such image file")
+    hint = f"a reference image needs for mediapipe; {SETUP}, or {alternative}"
+    run_extract_pose(image, folder, "openpose", True, hint)
+    found = folder / KEYPOINTS / f"{image.stem}.json"
+    if not found.is_file():
+        try:
+            dropped = json.loads((folder / REPORT).read_text())["dropped_frames"][0]["detail"]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            dropped = "no keypoints were written"
+        raise UserError(f"{image}: no usable pose found in the image ({dropped})")
+    return found
