@@ -498,6 +498,31 @@ def test_demo_command_loads_the_models_and_launches_on_localhost(monkeypatch, tm
     assert launched["app"]._queue.default_concurrency_limit == 1
 
 
+@pytest.mark.parametrize("config, components, pixel_space", [
+    ("configs/magicpose/inference.yaml", "configs/models/tiny", False),  # the released weights' config
+    ("configs/magicpose/toy/demo.yaml", "configs/models/toy", True),  # the quickstart's toy model
+])
+def test_the_shipped_configs_open_a_saved_pipeline(config, components, pixel_space, monkeypatch, tmp_path, files):
+    """The real configs as shipped, with `model.pretrained` pointing at a saved pipeline of their kind (random tiny
+    weights in the released layout; a pixel-space toy model like outputs/quickstart/runs/stage2/pipeline)."""
+    from magicpose.models.components import build_components
+    from magicpose.pipelines.magicpose import MagicPosePipeline
+
+    parts = build_components(tiny_spec(components=str(REPO / components), pixel_space=pixel_space))
+    MagicPosePipeline(**parts).save_pretrained(tmp_path / "pipeline")
+    override = tmp_path / "weights.yaml"
+    override.write_text(f"model:\n  pretrained: {tmp_path / 'pipeline'}\n  dtype: float32\n")
+    launched = {}
+    monkeypatch.setattr(demo_app, "launch", lambda app, *args, **kwargs: launched.update(app=app))
+    assert main(["demo", "--config", str(REPO / config), "--config", str(override), "--device", "cpu",
+                 "--out", str(tmp_path / "out")]) == 0
+    event = _event(launched["app"], "animate")
+    values = {"reference": str(files / "person.png"), "poses": [str(files / "poses.mp4")], "steps": 2, "size": 32}
+    video, grid, downloads, record, summary = event.fn(*_arguments(event, values))
+    assert record["num_frames"] == 3 and record["config"]["model"]["pixel_space"] is pixel_space
+    assert record["config"]["model"]["pretrained"] == str(tmp_path / "pipeline") and Path(video).is_file()
+
+
 def test_demo_command_errors_are_one_line(monkeypatch, capsys):
     assert main(["demo", "--config", str(FYP_TINY)]) == 1
     assert "is a followyourpose config; pass it as --fyp-config" in capsys.readouterr().err
