@@ -55,7 +55,8 @@ def server(tmp_path):
     log = tmp_path / "server.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-m", "magicpose", "demo", "--config", str(TINY_CONFIG), "--port", str(port),
+    config = TINY_CONFIG.relative_to(REPO)  # as a person types it (the page shows it); the server runs in REPO
+    command = [sys.executable, "-m", "magicpose", "demo", "--config", str(config), "--port", str(port),
                "--out", str(tmp_path / "out"), "--device", "cpu", "--threads", "1"]
     started = time.perf_counter()
     with log.open("w") as sink:

@@ -150,6 +150,10 @@ def _animate_tab(session: AnimateSession, max_frames: int) -> None:
     multiple = session.size_multiple
     with gr.Row():
         with gr.Column(scale=1):
+            gr.Markdown("**Examples** (one click; then Generate):")
+            with gr.Row():
+                examples = [gr.Button(f"astronaut + pose sequence {name}", size="sm") for name in EXAMPLE_POSES]
+                example_video = gr.Button("astronaut + dance_001.mp4", size="sm")
             reference = gr.File(label="Reference image: the person to animate (PNG, JPEG, WebP, ...)",
                                 elem_id="reference-upload")
             preview = gr.Image(label="Reference as read", interactive=False, height=160, elem_id="reference-preview")
@@ -157,11 +161,7 @@ def _animate_tab(session: AnimateSession, max_frames: int) -> None:
                                  info="raw videos go through pose extraction (mediapipe, the pose environment "
                                       "made by scripts/setup_pose.sh)")
             poses = gr.File(label="Poses: a video of OpenPose maps, a zip of them, or all the images of a folder",
-                            file_count="multiple", elem_id="poses-upload")
-            gr.Markdown("**Examples** (one click; then Generate):")
-            with gr.Row():
-                examples = [gr.Button(f"astronaut + pose sequence {name}", size="sm") for name in EXAMPLE_POSES]
-                example_video = gr.Button("astronaut + dance_001.mp4", size="sm")
+                            file_count="multiple", elem_id="poses-upload", height=200)
         with gr.Column(scale=1):
             steps = gr.Slider(1, max(100, inf.steps), value=inf.steps, step=1, label="Denoising steps",
                               elem_id="steps")
@@ -224,7 +224,7 @@ def _fyp_tab(session: FypSession | None, max_frames: int) -> None:
                                  "each)", elem_id="fyp-prompts")
             skeleton_kind = gr.Radio([SKELETON, RAW_SKELETON], value=SKELETON, label="Skeleton is")
             skeleton = gr.File(label="Skeleton: a pose video (mmpose or OpenPose style), a zip of pose images, or "
-                                     "the images", file_count="multiple", elem_id="skeleton-upload")
+                                     "the images", file_count="multiple", elem_id="skeleton-upload", height=200)
             example = gr.Button("Example: pose_example/dance_001.mp4", size="sm")
         with gr.Column(scale=1):
             frames = gr.Slider(1, max_frames, value=min(inf.frames, max_frames), step=1, label="Frames",
