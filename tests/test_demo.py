@@ -484,17 +484,17 @@ def test_demo_command_loads_the_models_and_launches_on_localhost(monkeypatch, tm
     real_launch = demo_app.launch
     monkeypatch.setattr(demo_app, "launch", fake_launch)
     assert main(["demo", "--config", str(TINY_CONFIG), "--fyp-config", str(FYP_TINY), "--out", str(tmp_path / "o"),
-                 "--max-file-size", "5", "--device", "cpu", "--threads", "1"]) == 0
-    assert (launched["host"], launched["port"], launched["max_file_size"]) == ("127.0.0.1", 7860, "5mb")
+                 "--max-file-size", "0.5", "--device", "cpu", "--threads", "1"]) == 0
+    assert (launched["host"], launched["port"], launched["max_file_size"]) == ("127.0.0.1", 7860, 512 * 1024)
     assert launched["out"] == (tmp_path / "o").resolve()
     assert {f.api_name for f in launched["app"].fns.values()} >= {"animate", "followyourpose"}
     assert "results go to" in capsys.readouterr().out
     # what `launch` hands Gradio: the host, the upload limit, a queue, the folders it may serve
     captured = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: captured.update(kwargs))
-    real_launch(launched["app"], "127.0.0.1", 7861, tmp_path, "5mb")
+    real_launch(launched["app"], "127.0.0.1", 7861, tmp_path, 512 * 1024)
     assert captured["server_name"] == "127.0.0.1" and captured["server_port"] == 7861
-    assert captured["max_file_size"] == "5mb" and str(tmp_path) in captured["allowed_paths"]
+    assert captured["max_file_size"] == 512 * 1024 and str(tmp_path) in captured["allowed_paths"]
     assert launched["app"]._queue.default_concurrency_limit == 1
 
 

@@ -277,8 +277,8 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(**THEME_FONTS)
 
 
-def launch(app: gr.Blocks, host: str, port: int, out: Path, max_file_size: str, block: bool = True) -> Any:
-    """Serve the page: one request at a time per model (the events' own limit), uploads above `max_file_size`
+def launch(app: gr.Blocks, host: str, port: int, out: Path, max_file_size: int, block: bool = True) -> Any:
+    """Serve the page: one request at a time per model (the events' own limit), uploads above `max_file_size` bytes
     refused by Gradio, files served from `out` and the shipped examples only."""
     app.queue(default_concurrency_limit=1)
     return app.launch(

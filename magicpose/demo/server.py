@@ -52,5 +52,5 @@ def serve(config: list[str], fyp_config: list[str] | None, host: str, port: int,
     animate, fyp = load_sessions(config, fyp_config, out, Limits(max_frames=max_frames), device)
     app = build_app(animate, fyp, DemoInfo(", ".join(config), ", ".join(fyp_config) if fyp_config else None))
     print(f"results go to {out}")
-    launch(app, host, port, out, f"{max_file_size_mb:g}mb")
+    launch(app, host, port, out, int(max_file_size_mb * 1024 * 1024))  # bytes: Gradio reads "0.5mb" as a bad unit
     return 0
