@@ -20,7 +20,7 @@ evaluate). Every command reads OmegaConf YAML configs; `key=value` arguments ove
 # in the order `magicpose --help` lists them; modules of magicpose.commands
 COMMANDS = (
     "animate", "fit", "toy_data", "check_data", "extract_pose", "retarget_pose", "prepare_video", "convert",
-    "fyp_sample", "infer_tiktok", "evaluate", "benchmark", "quickstart",
+    "fyp_sample", "infer_tiktok", "evaluate", "benchmark", "quickstart", "demo",
 )  # fmt: skip
 
 

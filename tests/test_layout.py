@@ -19,15 +19,17 @@ FLOORS = {
     "models": 2, "pose": 2, "config": 2,
     "pipelines": 3, "convert": 3, "data": 3, "eval": 3,
     "training": 4, "toy": 4, "bench": 4,
-    "cli": 5, "commands": 5, "__main__": 5,
+    "cli": 5, "commands": 5, "demo": 5, "__main__": 5,
 }  # fmt: skip
 # Imports within a floor are arrows too; only these exist. Floor 1 shares `UserError` (errors.py imports nothing);
 # the model builders take config schemas; the toy quickstart trains through `training.fit`; `python -m magicpose`
-# is the CLI.
+# is the CLI; the web demo runs the commands' code path (`commands.animate`, `fyp_sample`, `outputs`, `pose_env`)
+# and `magicpose demo` (commands/demo.py, argument parsing only) starts it.
 SIDEWAYS = {("media", "errors"), ("device", "errors"), ("paths", "errors"), ("models", "config"),
-            ("toy", "training"), ("__main__", "cli")}
-# Third-party packages a room must not pull in: inference never loads Lightning.
-FORBIDDEN_PACKAGES = {"pipelines": ("pytorch_lightning", "lightning"), "models": ("pytorch_lightning", "lightning")}
+            ("toy", "training"), ("__main__", "cli"), ("demo", "commands"), ("commands", "demo")}
+# Third-party packages a room must not pull in: inference never loads Lightning, and the demo neither.
+FORBIDDEN_PACKAGES = {"pipelines": ("pytorch_lightning", "lightning"), "models": ("pytorch_lightning", "lightning"),
+                      "demo": ("pytorch_lightning", "lightning")}
 
 
 def _room(path):
@@ -79,7 +81,7 @@ def test_the_named_arrows_never_exist():
     }  # fmt: skip
     for room in FLOORS:
         if FLOORS[room] < 5:
-            never.setdefault(room, set()).update({"commands", "cli"})
+            never.setdefault(room, set()).update({"commands", "cli", "demo"})
     never["config"] = set(FLOORS) - {"config", "errors", "paths", "media", "original_names"}
     for room in ("media", "errors", "paths"):
         never[room] = set(FLOORS) - {room, "errors"}
@@ -151,3 +153,14 @@ def test_inference_script_names_missing_weights(tmp_path):
     assert "model.pretrained: none of these exists" in line, res.stderr
     assert "pretrained_weights/MagicPose" in line and "model_state-110000.th" in line
     assert "pretrained_weights/README.md" in line
+
+
+def test_gradio_is_imported_by_the_demo_page_only():
+    """gradio is an optional extra (`magicpose[demo]`): only `magicpose/demo/app.py` imports it, and only
+    `magicpose demo` imports that module, so the package works without it."""
+    importers = sorted(str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")
+                       if any(name == "gradio" or name.startswith("gradio.") for name in _imports(p)))
+    assert importers == ["magicpose/demo/app.py"]
+    app_importers = sorted(str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")
+                           if "magicpose.demo.app" in set(_imports(p)) and p.name != "app.py")
+    assert app_importers == ["magicpose/demo/server.py"]

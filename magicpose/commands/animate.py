@@ -25,6 +25,7 @@ from magicpose.commands.outputs import (
 from magicpose.errors import UserError
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
     from magicpose.config import MagicPoseConfig
@@ -110,18 +111,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_animate(config: MagicPoseConfig, request: AnimateRequest) -> dict[str, Any]:
-    import torch
-
     from magicpose.device import resolve_device
-    from magicpose.media import list_images, load_image, read_frames, to_square
+    from magicpose.media import list_images, load_image, read_frames
 
     check_output_folder(request.out, OUTPUT_NAMES, request.overwrite)
-    inf = config.inference
     reference = load_image(request.reference)
     retargeted = None
     if request.retarget:
         from magicpose.commands.retarget_pose import retargeted_maps
 
+        inf = config.inference
         poses, pose_files, retargeted = retargeted_maps(request.reference, reference.size, request.poses,
                                                         request.reference_keypoints, inf.size, inf.resize_mode)
     else:
@@ -130,13 +129,8 @@ def run_animate(config: MagicPoseConfig, request: AnimateRequest) -> dict[str, A
     started = time.perf_counter()
 
     device = resolve_device(config.device)
-    pipe = build_pipeline(config.model, device, inf.scheduler)
-    check_inference(config, size_multiple(pipe))
-    reference = to_square(reference, inf.size, inf.resize_mode)
-    poses = [to_square(pose, inf.size, inf.resize_mode) for pose in poses]
-
-    generator = torch.Generator(device=device).manual_seed(inf.seed)
-    frames = pipe(reference, poses, generator=generator, **sampling_arguments(config)).frames[0]  # the one video
+    pipe = build_pipeline(config.model, device, config.inference.scheduler)
+    reference, poses, frames = animate(pipe, config, reference, poses, device)
     inputs = {
         "reference": str(request.reference),
         "poses": str(request.poses),
@@ -144,14 +138,39 @@ def run_animate(config: MagicPoseConfig, request: AnimateRequest) -> dict[str, A
         "retarget": retargeted,
     }
     record = run_record("animate", inputs, len(frames), config, device, time.perf_counter() - started)
-    publish(request.out, OUTPUT_NAMES, lambda staging: _write_outputs(staging, reference, poses, frames, inf.fps, record))
+    publish(request.out, OUTPUT_NAMES,
+            lambda staging: write_outputs(staging, reference, poses, frames, config.inference.fps, record))
     return record
 
 
-def _write_outputs(
+def animate(
+    pipe: Any, config: MagicPoseConfig, reference: Image.Image, poses: list[Image.Image], device: torch.device,
+    **pipeline_kwargs: Any,
+) -> tuple[Image.Image, list[Image.Image], list[Image.Image]]:
+    """The frames of `reference` following `poses` as `config.inference` says (checked against `pipe` first):
+    inputs squared to `inference.size`, one generator seeded with `inference.seed`. `pipeline_kwargs` go to the
+    pipeline call as they are (e.g. `callback_on_step_end`). Returns the squared reference and poses and the frames:
+    what `write_outputs` takes. Shared by `magicpose animate` and the web demo."""
+    import torch
+
+    from magicpose.media import to_square
+
+    inf = config.inference
+    check_inference(config, size_multiple(pipe))
+    reference = to_square(reference, inf.size, inf.resize_mode)
+    poses = [to_square(pose, inf.size, inf.resize_mode) for pose in poses]
+    generator = torch.Generator(device=device).manual_seed(inf.seed)
+    arguments = {**sampling_arguments(config), **pipeline_kwargs}
+    frames = pipe(reference, poses, generator=generator, **arguments).frames[0]  # the one video
+    return reference, poses, frames
+
+
+def write_outputs(
     folder: Path, reference: Image.Image, poses: list[Image.Image], frames: list[Image.Image], fps: float,
     record: dict,
 ) -> None:
+    """`OUTPUT_NAMES` in `folder`: frames/NNNN.png, animation.mp4 / .gif, grid.mp4 (reference | pose | result),
+    run.json."""
     import numpy as np
 
     from magicpose.media import hstack, write_gif, write_video

@@ -32,6 +32,7 @@ from magicpose.errors import UserError
 from magicpose.paths import prompt_file_stem
 
 if TYPE_CHECKING:  # the CLI imports this module at start-up: torch & co. load in the handler
+    import torch
     from PIL import Image
 
     from magicpose.config import FypConfig
@@ -176,43 +177,76 @@ def read_skeleton(path: Path, frames: int, stride: int, start: int) -> tuple[lis
 
 
 def run_fyp_sample(config: FypConfig, request: SampleRequest) -> dict[str, Any]:
-    import torch
-
-    from magicpose.convert.cache import convert_sources
     from magicpose.device import resolve_device
-    from magicpose.media import to_square
-    from magicpose.pipelines.followyourpose import FollowYourPosePipeline
 
     prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
-    names = OUTPUT_NAMES if isinstance(request.prompt, str) else several_output_names(prompts)
-    check_output_folder(request.out, names, request.overwrite)
+    check_output_folder(request.out, output_names(request.prompt), request.overwrite)
     inf = config.inference
     check_resize_mode(inf.resize_mode)
     skeleton, indices = read_skeleton(request.skeleton, inf.frames, inf.stride, inf.start)
     started = time.perf_counter()
     device = resolve_device(config.device)
-    pipe = FollowYourPosePipeline.from_spec(convert_sources(config.model)).to(device)
-    swap_scheduler(pipe, inf.scheduler)
-    check_size(inf.size, size_multiple(pipe))
-    if pipe.pose_adapter is None:
-        raise UserError("model: this Follow-Your-Pose model has no pose adapter (model.with_pose_adapter is false)")
-    skeleton = [to_square(image, inf.size, inf.resize_mode) for image in skeleton]
-    videos = [pipe(  # one prompt at a time, each from the seed: video k is what a run for prompt k alone makes
-        prompt, skeleton, num_inference_steps=inf.steps, guidance_scale=inf.guidance_scale,
-        negative_prompt=inf.negative_prompt, pose_scale=inf.pose_scale, pose_on_uncond=inf.pose_on_uncond,
-        context_length=inf.context_length, context_overlap=inf.context_overlap,
-        generator=torch.Generator(device=device).manual_seed(inf.seed),
-    ).frames[0] for prompt in prompts]  # the batch's one video
+    pipe = build_fyp_pipeline(config, device)
+    skeleton, videos = sample_videos(pipe, config, prompts, skeleton, device)
     inputs = {"prompt": request.prompt, "skeleton": str(request.skeleton), "skeleton_frames": indices}
     if not isinstance(request.prompt, str):
         inputs = {"prompts": prompts, "videos": [f"{prompt_file_stem(i, p)}.mp4" for i, p in enumerate(prompts)],
                   **{k: v for k, v in inputs.items() if k != "prompt"}}
     record = run_record("fyp-sample", inputs, len(indices), config, device, time.perf_counter() - started)
-    if isinstance(request.prompt, str):
-        publish(request.out, names, lambda staging: _write_outputs(staging, skeleton, videos[0], inf.fps, record))
-    else:
-        publish(request.out, names, lambda staging: _write_several(staging, skeleton, prompts, videos, inf.fps, record))
+    write_results(request.out, request.prompt, skeleton, videos, inf.fps, record)
     return record
+
+
+def output_names(prompt: str | list[str]) -> tuple[str, ...]:
+    """What a run for one prompt (a str) or several (a list) writes into its output folder."""
+    return OUTPUT_NAMES if isinstance(prompt, str) else several_output_names(prompt)
+
+
+def build_fyp_pipeline(config: FypConfig, device: torch.device):
+    """A FollowYourPosePipeline from the `model:` section (original files converted on first use), on `device`,
+    with `inference.scheduler` swapped in; a model without a pose adapter is refused."""
+    from magicpose.convert.cache import convert_sources
+    from magicpose.pipelines.followyourpose import FollowYourPosePipeline
+
+    pipe = FollowYourPosePipeline.from_spec(convert_sources(config.model)).to(device)
+    swap_scheduler(pipe, config.inference.scheduler)
+    if pipe.pose_adapter is None:
+        raise UserError("model: this Follow-Your-Pose model has no pose adapter (model.with_pose_adapter is false)")
+    return pipe
+
+
+def sample_videos(
+    pipe: Any, config: FypConfig, prompts: list[str], skeleton: list[Image.Image], device: torch.device,
+    **pipeline_kwargs: Any,
+) -> tuple[list[Image.Image], list[list[Image.Image]]]:
+    """One video per prompt following `skeleton`, as `config.inference` says; each from the seed, so video k is
+    what a run for prompt k alone makes. `pipeline_kwargs` go to every pipeline call (e.g. `callback_on_step_end`).
+    Returns the squared skeleton and the videos. Shared by `magicpose fyp-sample` and the web demo."""
+    import torch
+
+    from magicpose.media import to_square
+
+    inf = config.inference
+    check_resize_mode(inf.resize_mode)
+    check_size(inf.size, size_multiple(pipe))
+    skeleton = [to_square(image, inf.size, inf.resize_mode) for image in skeleton]
+    videos = [pipe(
+        prompt, skeleton, num_inference_steps=inf.steps, guidance_scale=inf.guidance_scale,
+        negative_prompt=inf.negative_prompt, pose_scale=inf.pose_scale, pose_on_uncond=inf.pose_on_uncond,
+        context_length=inf.context_length, context_overlap=inf.context_overlap,
+        generator=torch.Generator(device=device).manual_seed(inf.seed), **pipeline_kwargs,
+    ).frames[0] for prompt in prompts]  # the batch's one video
+    return skeleton, videos
+
+
+def write_results(out: Path, prompt: str | list[str], skeleton: list[Image.Image], videos: list[list[Image.Image]],
+                  fps: float, record: dict) -> None:
+    """`output_names(prompt)` into `out` (staged: complete or absent)."""
+    if isinstance(prompt, str):
+        publish(out, OUTPUT_NAMES, lambda staging: _write_outputs(staging, skeleton, videos[0], fps, record))
+    else:
+        publish(out, several_output_names(prompt),
+                lambda staging: _write_several(staging, skeleton, list(prompt), videos, fps, record))
 
 
 def _write_outputs(folder: Path, skeleton: list[Image.Image], frames: list[Image.Image], fps: float, record: dict

@@ -30,14 +30,14 @@ def pose_python() -> Path:
     return (venv if venv.is_absolute() else REPO_ROOT / venv) / "bin" / "python"
 
 
-def _reusable(folder: Path, video: Path) -> bool:
-    """An earlier extraction in `folder` made mmpose maps from this very video, after its last change."""
+def _reusable(folder: Path, video: Path, style: str) -> bool:
+    """An earlier extraction in `folder` made `style` maps from this very video, after its last change."""
     report = folder / REPORT
     try:
         made = json.loads(report.read_text())
     except (OSError, ValueError):
         return False
-    same_input = isinstance(made, dict) and made.get("input") == str(video) and made.get("style") == "mmpose"
+    same_input = isinstance(made, dict) and made.get("input") == str(video) and made.get("style") == style
     fresh = same_input and report.stat().st_mtime >= video.stat().st_mtime
     return fresh and any((folder / POSE_MAPS).glob("*.png"))
 
@@ -77,23 +77,25 @@ def run_extract_pose(source: Path, folder: Path, style: str, overwrite: bool, mi
     return done.stdout.strip()
 
 
-def extract_skeleton(video: Path, out: Path, overwrite: bool = False) -> Path:
-    """mmpose-style pose maps of the raw `video` in `out/skeleton/pose_maps` (extract-pose's layout).
+def extract_skeleton(video: Path, out: Path, overwrite: bool = False, style: str = "mmpose",
+                     hint: str = SETUP_HINT, source: str = "--video") -> Path:
+    """Pose maps of the raw `video` in `out/skeleton/pose_maps` (extract-pose's layout), in `style` (`mmpose`:
+    Follow-Your-Pose's skeletons; `openpose`: MagicPose's ControlNet maps).
 
-    An earlier extraction of the same video there is reused; one of another video is replaced only with
-    `overwrite` (extract-pose refuses otherwise). Returns the pose-map folder.
+    An earlier extraction of the same video in the same style there is reused; one of another video is replaced only
+    with `overwrite` (extract-pose refuses otherwise). Returns the pose-map folder. `hint` (what to do without a pose
+    environment) and `source` (what named the video) go into the errors.
     """
     video = video.resolve()
     if not video.is_file():
-        raise UserError(f"{video}: no such video file (--video)")
+        raise UserError(f"{video}: no such video file ({source})")
     folder = out.resolve() / SKELETON_DIR
-    if _reusable(folder, video):
+    if _reusable(folder, video, style):
         print(f"reusing the poses in {folder} (extracted from {video})")
         return folder / POSE_MAPS
-    hint = f"--video needs for mediapipe; {SETUP_HINT}"
-    check_pose_env(hint)
+    check_pose_env(f"{source} needs for mediapipe; {hint}")
     print(f"extracting poses from {video} with mediapipe into {folder}")
-    print(run_extract_pose(video, folder, "mmpose", overwrite, hint))
+    print(run_extract_pose(video, folder, style, overwrite, f"{source} needs for mediapipe; {hint}"))
     if not any((folder / POSE_MAPS).glob("*.png")):
         raise UserError(f"{video}: no frame passed the pose filter, so there is no skeleton (see {folder / REPORT})")
     return folder / POSE_MAPS
