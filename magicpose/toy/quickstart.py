@@ -50,7 +50,7 @@ class Scale:
     guidance_scale: float = 1.0  # Image-CFG (the toy model is trained without reference dropout); 1: off
     shared_noise: bool = True  # one initial noise per video (the original's sampling); False: one per frame
     threads: int = 2
-    stage3_steps: int = 400  # the motion module (--temporal): clips of eval_frames frames at eval_stride
+    stage3_steps: int = 600  # the motion module (--temporal): clips of eval_frames frames at eval_stride
     clip_batch: int = 2  # clips per stage-3 step
 
 
