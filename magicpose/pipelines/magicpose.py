@@ -437,6 +437,11 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
 
     def _motion_window(self, num_frames: int, length: int | None, overlap: int) -> tuple[int | None, int]:
         """The window with a motion module: the given one (at most the module's positions), else `MOTION_CONTEXT`."""
+        if type(getattr(self.unet, "_hf_hook", None)).__name__ == "CpuOffload":
+            # model offload moves the UNet to the device when *its* forward runs; the motion UNet, which shares its
+            # modules, calls them directly, so they would stay on the CPU
+            raise ValueError("enable_model_cpu_offload() does not cover the motion module yet: use "
+                             "enable_sequential_cpu_offload() or keep the pipeline on the device")
         limit = self.motion_adapter.config.motion_max_seq_length
         if length is None:
             length = min(MOTION_CONTEXT[0], limit)
