@@ -35,9 +35,10 @@ class Probe(pl.Callback):
 
 def main() -> None:
     out, data_root, config_path = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    extra = sys.argv[4:]  # more overrides, after (so over) these
     config = load_config([config_path], [f"data.root={data_root}", f"run_dir={out / 'run'}", "train.max_steps=3",
                                          "train.sample_every=0", "train.stage=2", "model.paths.appearance_unet=null",
-                                         "trainer.devices=2", "trainer.strategy=ddp"], schema=FitConfig)
+                                         "trainer.devices=2", "trainer.strategy=ddp", *extra], schema=FitConfig)
     pl.seed_everything(0, verbose=False)
     module = MagicPoseTraining(config)
     trainer = build_trainer(config, out / "run", [Probe(out)])

@@ -3,6 +3,11 @@ exact resume, sample clips, the exported pipeline)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -93,3 +98,15 @@ def test_stage_and_data_must_agree(toy_root, stage2, tmp_path):
     with pytest.raises(UserError, match="stage 3"):
         MagicPoseTraining(load_config([STAGE3], _args(toy_root, stage2, tmp_path, "train.stage=2"),
                                       schema=FitConfig))
+
+
+def test_stage3_ddp_two_cpu_processes_disjoint_clips_identical_weights(toy_root, stage2, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, str(REPO / "tests" / "ddp_probe.py"), str(tmp_path), str(toy_root),
+                          str(STAGE3), "train.stage=3", f"model.pretrained={stage2}", "data.batch_size=1"],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert not set(ranks[0]["items"]) & set(ranks[1]["items"])  # each rank its own clips
+    assert ranks[0]["checksum"] == ranks[1]["checksum"] and ranks[0]["first"] == ranks[1]["first"]
