@@ -216,3 +216,21 @@ def test_the_names_table_agrees_with_the_fyp_yaml_converter():
             checked += 1
             assert all(target in hint for target in targets), (key, targets, hint)
     assert checked >= 12
+
+
+def test_stage3_from_model_state_110000_and_a_released_motion_module(checkout):
+    """Not an original recipe (MagicDance released no temporal stage): stage 3 as README writes it, from the released
+    stage-2 checkpoint and AnimateDiff's motion module in its original layout, both converted on first use."""
+    from diffusers import MotionAdapter
+
+    from magicpose.convert.animatediff import save_original_motion_checkpoint
+
+    torch.manual_seed(0)
+    adapter = MotionAdapter.from_config(MotionAdapter.load_config(REPO / "configs/models/tiny/motion_adapter"))
+    save_original_motion_checkpoint(adapter, checkout / "pretrained_weights" / "mm_sd_v15_v2.ckpt")
+    res = _run(checkout, ["bash", "scripts/temporal_motion_module.sh"], *TINY_FIT, "data.num_frames=2")
+    assert sorted(_conversions(res.stderr)) == ["mm_sd_v15_v2.ckpt", "model_state-110000.th"]
+    run = checkout / "runs" / "magicpose_temporal"
+    assert (run / "pipeline" / "motion_adapter").is_dir() and list((run / "samples").glob("*.mp4"))
+    assert sorted(p.name for p in (run / "weights").iterdir())[-1:] == ["step-0000001"]
+    assert [p.name for p in (run / "weights" / "step-0000001").iterdir()] == ["motion_adapter"]
