@@ -10,11 +10,12 @@ EPILOG = """examples:
   magicpose fit -c configs/magicpose/stage1_appearance.yaml                 # stage 1 (appearance control)
   magicpose fit -c configs/magicpose/stage2_pose.yaml data.batch_size=4     # stage 2 (+ pose ControlNet)
   magicpose fit -c configs/magicpose/stage2_pose.yaml --resume              # continue a killed run
+  magicpose fit -c configs/magicpose/stage3_temporal.yaml                   # stage 3 (motion module, clips)
 multi-GPU / multi-node: the same command under torchrun or srun (see scripts/ and scripts/slurm/)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit", help="train MagicPose (stage 1 or 2) from YAML configs",
+    p = sub.add_parser("fit", help="train MagicPose (stage 1, 2 or 3) or Follow-Your-Pose from YAML configs",
                        description="Train MagicPose with Lightning. The run folder (run_dir) gets the resolved "
                                    "config, resume checkpoints, safetensors of the trained modules, TensorBoard "
                                    "logs, sample clips and, at the end, a pipeline folder for `magicpose animate`.",
