@@ -36,6 +36,7 @@ from magicpose.toy.world import (
     R_SH,
     R_WR,
     RGB,
+    STANDARD_BODY,
     TORSO,
     Background,
     Identity,
@@ -130,7 +131,7 @@ class _Body:
     head_r: float
 
     @classmethod
-    def from_keypoints(cls, kp: PersonKeypoints, proportions: Proportions = Proportions()) -> _Body:
+    def from_keypoints(cls, kp: PersonKeypoints, proportions: Proportions = STANDARD_BODY) -> _Body:
         body = kp.body[:, :2].astype(np.float64)
         hips = 0.5 * (body[R_HIP] + body[L_HIP])
         axis = body[NECK] - hips

@@ -113,6 +113,7 @@ class Proportions:
         return self.height * getattr(self, segment)
 
 
+STANDARD_BODY = Proportions()  # every factor 1: the toy world's body before version 2
 HEIGHT_RANGE = (0.9, 1.1)  # default variation of `sample_proportions`: height +-10 %
 SEGMENT_RANGE = (0.88, 1.12)  # ... every segment +-12 % on top of it
 
@@ -142,7 +143,7 @@ class Identity:
     shoes: RGB
     build: float  # limb and torso thickness factor
     background: Background
-    body: Proportions = Proportions()  # height, limb lengths, widths, head size
+    body: Proportions = STANDARD_BODY  # height, limb lengths, widths, head size
 
     def to_json(self) -> dict:
         """Plain JSON-able dict (colours as [r, g, b])."""
@@ -336,7 +337,7 @@ def _couple(own: np.ndarray, other: np.ndarray, weight: float) -> np.ndarray:
     return (1.0 - abs(weight)) * own + weight * other
 
 
-def dance_motion(rng: np.random.Generator, frames: int, body: Proportions = Proportions()) -> list[Motion]:
+def dance_motion(rng: np.random.Generator, frames: int, body: Proportions = STANDARD_BODY) -> list[Motion]:
     """`frames` motion states: joint angles (see `CHANNELS`) plus the figure's placement in the frame.
 
     Every channel is a sum of sinusoids at multiples of one per-video beat (14-36 frames per cycle), so the
@@ -496,7 +497,7 @@ def _hand(
     return wrist[:, None] + length * (local[..., :1] * d[:, None] + local[..., 1:] * p[:, None])
 
 
-def _skeleton(ch: dict[str, np.ndarray], body_: Proportions = Proportions()) -> dict[str, np.ndarray]:
+def _skeleton(ch: dict[str, np.ndarray], body_: Proportions = STANDARD_BODY) -> dict[str, np.ndarray]:
     """Body (T, 18, 2), hands (T, 21, 2), face (T, 70, 2) and hair top (T, 1, 2), body units, pelvis at 0."""
     size = body_.length
     torso, shoulder, hip_w = TORSO * size("torso"), SHOULDER * size("shoulders"), HIP * size("hips")
@@ -561,7 +562,7 @@ def _grounded(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def motion_keypoints(
-    motion: Sequence[Motion], size: int, body: Proportions = Proportions()
+    motion: Sequence[Motion], size: int, body: Proportions = STANDARD_BODY
 ) -> list[PersonKeypoints]:
     """`pose_keypoints` of many frames at once (vectorised: a whole video costs about one frame)."""
     from magicpose.pose.openpose import PersonKeypoints
@@ -579,7 +580,7 @@ def motion_keypoints(
     return [PersonKeypoints(**{name: parts[name][i] for name in parts}) for i in range(len(motion))]
 
 
-def pose_keypoints(motion_t: Motion, size: int, body: Proportions = Proportions()) -> PersonKeypoints:
+def pose_keypoints(motion_t: Motion, size: int, body: Proportions = STANDARD_BODY) -> PersonKeypoints:
     """OpenPose keypoints (body 18, both hands 21, face 70; confidence 1) in pixels of a `size` square."""
     return motion_keypoints([motion_t], size, body)[0]
 
