@@ -37,5 +37,6 @@ def test_quickstart_help_lists_the_flags():
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     for flag in ("--out", "--fast", "--no-check", "--min-iou-gain-se", "--max-colour-ratio", "--stage2-steps",
-                 "--guidance-scale", "--seed", "learning check", "--temporal", "--temporal-only", "--stage3-steps"):
+                 "--guidance-scale", "--seed", "learning check", "--temporal", "--temporal-only", "--stage3-steps",
+                 "--retarget-only"):
         assert flag in res.stdout, flag
