@@ -49,7 +49,8 @@ def test_pair_inputs_match_the_dataset_and_the_ground_truth(data):
     np.testing.assert_array_equal(pair["reference"], reference)
     # the raw input is B's pose maps, as the dataset drew them
     for t, index in enumerate((3, 6, 9)):
-        stored = np.asarray(Image.open(data / "pose_map_test_set" / "video_0002" / f"{index:04d}.png").convert("RGB"))
+        path = data / "pose_map_test_set" / "video_0002" / f"{index:04d}.png"
+        stored = np.asarray(Image.open(path).convert("RGB"))
         np.testing.assert_array_equal(pair["raw_pose"][t], stored)
     assert pair["target"].shape == (3, SIZE, SIZE, 3) and pair["target_mask"].any(axis=(1, 2)).all()
     # the retargeted keypoints are much nearer the truth of A doing B than B's raw ones
@@ -66,8 +67,10 @@ def test_retarget_proof_smoke_on_a_random_tiny_pipeline(data, tmp_path):
     from magicpose.toy.quickstart import model_configs
 
     components = model_configs(tmp_path / "model", (16, 32, 64))
-    pipe = MagicPosePipeline.from_spec(ModelSpec(components=components, pretrained=None, pixel_space=True,
-                                                 paths={"tokenizer": str(REPO / "configs/models/sd15/tokenizer")}))
+    tokenizer = str(REPO / "configs/models/sd15/tokenizer")
+    pipe = MagicPosePipeline.from_spec(
+        ModelSpec(components=components, pretrained=None, pixel_space=True, paths={"tokenizer": tokenizer})
+    )
     pipe.set_progress_bar_config(disable=True)
     scale = replace(FAST, size=SIZE, eval_videos=2, eval_frames=2, eval_stride=4, sampler_steps=1)
     record = retarget_proof(pipe, data, scale, tmp_path)

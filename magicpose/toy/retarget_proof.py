@@ -91,7 +91,8 @@ def pair_inputs(data: Path, a: str, b: str, frames: int, stride: int) -> dict[st
     own_kp = motion_keypoints(own, size, ida.body)
     driving_kp = motion_keypoints(driving, size, idb.body)
     true_kp = motion_keypoints(performed_motion(driving, own, idb.body, ida.body), size, ida.body)
-    moved = retarget_frames(PoseFrame([own_kp[0]], size, size), [PoseFrame([k], size, size) for k in driving_kp])
+    driving_frames = [PoseFrame([k], size, size) for k in driving_kp]
+    moved = retarget_frames(PoseFrame([own_kp[0]], size, size), driving_frames)
     index = [stride * (t + 1) for t in range(frames)]
     index = [i for i in index if i < length]
     raw = [driving_kp[i] for i in index]
@@ -152,8 +153,10 @@ def retarget_proof(pipe: Any, data: Path, scale: Any, out: Path | None = None) -
         pair = pair_inputs(data, a, b, scale.eval_frames, scale.eval_stride)
         generated = {}
         for kind in ("raw", "retargeted"):
-            generated[kind] = generate(pipe, pair["reference"], pair[f"{kind}_pose"], scale.sampler_steps, seed=i,
-                                       guidance_scale=scale.guidance_scale, shared_noise=scale.shared_noise)
+            generated[kind] = generate(
+                pipe, pair["reference"], pair[f"{kind}_pose"], scale.sampler_steps, seed=i,
+                guidance_scale=scale.guidance_scale, shared_noise=scale.shared_noise,
+            )  # fmt: skip
             rows[kind] += frame_rows(pair, kind, generated[kind])
         pairs.append([a, b])
         plans[f"{a}<-{b}"] = {"height_ratio": pair["plan"]["height_ratio"]}
@@ -165,8 +168,8 @@ def retarget_proof(pipe: Any, data: Path, scale: Any, out: Path | None = None) -
     for m in PAIR_METRICS:
         diff = np.array([r[m] - s[m] for r, s in zip(rows["retargeted"], rows["raw"])], np.float64)
         gains[m] = paired(-diff if m in LOWER_IS_BETTER else diff)
-    check = {m: {"standard_errors": gains[m]["standard_errors"], "passed": bool(gains[m]["standard_errors"] > MIN_SE)}
-             for m in CHECKED}  # fmt: skip
+    check = {m: {"standard_errors": gains[m]["standard_errors"],
+                 "passed": bool(gains[m]["standard_errors"] > MIN_SE)} for m in CHECKED}  # fmt: skip
     record = {
         "pairs": pairs, "frames": len(rows["raw"]), "without_retargeting": means["raw"],
         "with_retargeting": means["retargeted"], "gain": gains, "plans": plans,
@@ -177,7 +180,8 @@ def retarget_proof(pipe: Any, data: Path, scale: Any, out: Path | None = None) -
         from magicpose.toy.quickstart import ENLARGE
 
         frames = min(len(g) for g in grid)
-        video = [np.concatenate([g[t] for g in grid], 0).repeat(ENLARGE, 0).repeat(ENLARGE, 1) for t in range(frames)]
+        rows = [np.concatenate([g[t] for g in grid], 0) for t in range(frames)]
+        video = [r.repeat(ENLARGE, 0).repeat(ENLARGE, 1) for r in rows]
         write_video(out / "retarget.mp4", video, 8.0)
     return record
 

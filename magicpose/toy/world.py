@@ -119,11 +119,14 @@ SEGMENT_RANGE = (0.88, 1.12)  # ... every segment +-12 % on top of it
 
 
 def sample_proportions(
-    rng: np.random.Generator, height: tuple[float, float] = HEIGHT_RANGE, segment: tuple[float, float] = SEGMENT_RANGE
+    rng: np.random.Generator,
+    height: tuple[float, float] = HEIGHT_RANGE,
+    segment: tuple[float, float] = SEGMENT_RANGE,
 ) -> Proportions:
     """Random proportions: height in `height`, each other factor independently in `segment` (uniform)."""
     h = float(round(rng.uniform(*height), 4))
-    others = {f: float(round(rng.uniform(*segment), 4)) for f in Proportions.__dataclass_fields__ if f != "height"}
+    names = [f for f in Proportions.__dataclass_fields__ if f != "height"]
+    others = {f: float(round(rng.uniform(*segment), 4)) for f in names}
     return Proportions(height=h, **others)
 
 
@@ -501,7 +504,8 @@ def _skeleton(ch: dict[str, np.ndarray], body_: Proportions = STANDARD_BODY) -> 
     """Body (T, 18, 2), hands (T, 21, 2), face (T, 70, 2) and hair top (T, 1, 2), body units, pelvis at 0."""
     size = body_.length
     torso, shoulder, hip_w = TORSO * size("torso"), SHOULDER * size("shoulders"), HIP * size("hips")
-    upper_arm, forearm, hand = UPPER_ARM * size("upper_arm"), FOREARM * size("forearm"), HAND * size("forearm")
+    upper_arm, forearm = UPPER_ARM * size("upper_arm"), FOREARM * size("forearm")
+    hand = HAND * size("forearm")
     thigh_l, shin_l, head_r, head_up_l = THIGH * size("thigh"), SHIN * size("shin"), HEAD_R * size("head"), \
         HEAD_UP * size("head")
     lean, turn = ch["lean"], ch["turn"]
