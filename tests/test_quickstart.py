@@ -11,7 +11,8 @@ from .conftest import REPO
 
 
 def test_fast_quickstart_writes_every_output(tmp_path):
-    """The whole path, stage 3 included (QUICKSTART_TEMPORAL=1), then stage 3 alone on the finished folder."""
+    """The whole path, stage 3 included (QUICKSTART_TEMPORAL=1), then stage 3 alone and the retargeting proof
+    alone on the finished folder."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "QUICKSTART_FAST": "1", "QUICKSTART_TEMPORAL": "1"}
     res = subprocess.run([sys.executable, "-m", "magicpose", "quickstart", "--out", str(tmp_path / "qs")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -30,6 +31,14 @@ def test_fast_quickstart_writes_every_output(tmp_path):
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((tmp_path / "qs" / "metrics.json").read_text())["temporal"]["stage3_steps"] == 2
+    # the retargeting proof alone on the finished folder (no check under --fast: a 6-step model proves nothing)
+    res = subprocess.run([sys.executable, "-m", "magicpose", "quickstart", "--out", str(tmp_path / "qs"),
+                          "--retarget-only"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((tmp_path / "qs" / "metrics.json").read_text())
+    assert metrics["retarget"]["frames"] == 6 and "passed" in metrics["retarget"]["check"]  # 2 pairs x 3 frames
+    assert metrics["temporal"]["stage3_steps"] == 2  # kept
+    assert (tmp_path / "qs" / "retarget.mp4").is_file() and "retargeted onto A" in res.stdout
 
 
 def test_quickstart_help_lists_the_flags():
@@ -37,5 +46,6 @@ def test_quickstart_help_lists_the_flags():
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     for flag in ("--out", "--fast", "--no-check", "--min-iou-gain-se", "--max-colour-ratio", "--stage2-steps",
-                 "--guidance-scale", "--seed", "learning check", "--temporal", "--temporal-only", "--stage3-steps"):
+                 "--guidance-scale", "--seed", "learning check", "--temporal", "--temporal-only", "--stage3-steps",
+                 "--retarget-only"):
         assert flag in res.stdout, flag

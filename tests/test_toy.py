@@ -313,3 +313,101 @@ def test_cli_help_lists_every_option(capsys):
     text = capsys.readouterr().out
     for flag in ("--out", "--videos", "--test-videos", "--frames", "--size", "--seed", "--overwrite"):
         assert flag in text
+
+
+# ----- body proportions (toy world version 2) and one dancer performing another's motion ----------------------
+
+
+def test_proportions_are_sampled_per_identity_within_the_ranges_and_recorded(dataset):
+    from magicpose.toy.world import HEIGHT_RANGE, SEGMENT_RANGE, STANDARD_BODY, Identity, Proportions
+
+    bodies = [sample_identity(np.random.default_rng(seed)).body for seed in range(200)]
+    heights = np.array([b.height for b in bodies])
+    assert HEIGHT_RANGE[0] <= heights.min() and heights.max() <= HEIGHT_RANGE[1]
+    assert heights.std() > 0.04  # spread over the range, not one value
+    for name in Proportions.__dataclass_fields__:
+        values = np.array([getattr(b, name) for b in bodies])
+        low, high = HEIGHT_RANGE if name == "height" else SEGMENT_RANGE
+        assert low <= values.min() and values.max() <= high, name
+        assert len(set(values.tolist())) > 150, name  # independent draws
+    assert sample_identity(np.random.default_rng(3)) == sample_identity(np.random.default_rng(3))
+    assert Proportions() == STANDARD_BODY
+    # every identity of the dataset carries its own body, and the record round-trips
+    world = json.loads((dataset / WORLD_FILE).read_text())
+    entries = world["splits"]["train"] + world["splits"]["test"]
+    assert world["version"] == 2
+    assert len({json.dumps(e["identity"]["body"], sort_keys=True) for e in entries}) == len(entries)
+    for entry in entries:
+        identity = Identity.from_json(entry["identity"])
+        assert identity == sample_identity(np.random.default_rng(entry["identity_seed"]))
+
+
+def test_proportions_leave_the_colours_of_version_1():
+    """Proportions are drawn after everything else: a seed's colours and background are those of version 1
+    (this identity was printed by version 1's `sample_identity(default_rng(11))`)."""
+    from magicpose.toy.world import STANDARD_BODY
+
+    identity = sample_identity(np.random.default_rng(11))
+    assert identity.body != STANDARD_BODY
+    assert replace(identity, body=STANDARD_BODY) == replace(
+        identity, skin=(255, 206, 176), hair=(30, 20, 26), hair_style="short", shirt=(64, 186, 90),
+        pattern="stripes", stripe=(188, 161, 33), sleeves="long", trousers=(7, 80, 110), legs="long",
+        shoes=(76, 175, 165), build=1.0135, body=STANDARD_BODY,
+        background=Background(kind="plain", colour=(155, 113, 71), colour2=(155, 113, 71), angle=0.464, cells=10),
+    )  # fmt: skip
+
+
+def _bone(person, a, b):
+    return float(np.hypot(*(person.body[a, :2] - person.body[b, :2])))
+
+
+def test_dancer_doing_its_own_motion_is_its_normal_rendering(dataset):
+    from magicpose.toy.world import Identity, performed_motion
+
+    entry = json.loads((dataset / WORLD_FILE).read_text())["splits"]["test"][0]
+    identity = Identity.from_json(entry["identity"])
+    motion = dance_motion(np.random.default_rng(entry["motion_seed"]), 8, identity.body)
+    own = motion_keypoints(motion, SIZE, identity.body)
+    again = motion_keypoints(performed_motion(motion, motion, identity.body, identity.body), SIZE, identity.body)
+    for t, (a, b) in enumerate(zip(own, again)):
+        for part in ("body", "left_hand", "right_hand", "face"):
+            np.testing.assert_array_equal(getattr(a, part), getattr(b, part))
+        image, mask = render_person(identity, b, SIZE)
+        stored = cv2.cvtColor(cv2.imread(str(dataset / "test_set" / entry["video"] / f"{t:04d}.png")),
+                              cv2.COLOR_BGR2RGB)  # fmt: skip
+        np.testing.assert_array_equal(image, stored)
+
+
+def test_dancer_doing_anothers_motion_keeps_its_own_bones():
+    """A doing B's motion: B's joint angles with A's bone lengths (rigid bones: exact up to the 0.01 px rounding),
+    A's camera, and A's first-frame position."""
+    from magicpose.toy.world import FOREARM, SHIN, TORSO, UPPER_ARM, performed_motion
+
+    a = sample_identity(np.random.default_rng(1))
+    b = sample_identity(np.random.default_rng(2))
+    assert abs(a.body.height - b.body.height) > 0.01
+    own = dance_motion(np.random.default_rng(10), 12, a.body)
+    driving = dance_motion(np.random.default_rng(20), 12, b.body)
+    done = performed_motion(driving, own, b.body, a.body)
+    for m, d in zip(done, driving):
+        assert {k: v for k, v in m.items() if k not in ("scale", "x", "ground")} == \
+            {k: v for k, v in d.items() if k not in ("scale", "x", "ground")}  # fmt: skip
+        assert (m["scale"], m["ground"]) == (own[0]["scale"], own[0]["ground"])
+    assert done[0]["x"] == own[0]["x"]
+    px = own[0]["scale"] * SIZE
+    kp_done = motion_keypoints(done, SIZE, a.body)
+    kp_b = motion_keypoints(driving, SIZE, b.body)
+    rigid = {(2, 3): UPPER_ARM * a.body.length("upper_arm"), (3, 4): FOREARM * a.body.length("forearm"),
+             (9, 10): SHIN * a.body.length("shin"), (12, 13): SHIN * a.body.length("shin")}  # fmt: skip
+    for person, person_b in zip(kp_done, kp_b):
+        for (i, j), length in rigid.items():
+            assert _bone(person, i, j) == pytest.approx(px * length, abs=0.02)
+        mid_hip = 0.5 * (person.body[8, :2] + person.body[11, :2])
+        assert np.hypot(*(person.body[1, :2] - mid_hip)) == pytest.approx(px * TORSO * a.body.length("torso"),
+                                                                          abs=0.02)  # fmt: skip
+        # B's own rendering has B's bones (on B's camera)
+        px_b = driving[0]["scale"] * SIZE
+        assert _bone(person_b, 2, 3) == pytest.approx(px_b * UPPER_ARM * b.body.length("upper_arm"), abs=0.02)
+    # the renderer scales the head with the identity's head factor
+    image, mask = render_person(a, kp_done[0], SIZE)
+    assert mask.any() and image.shape == (SIZE, SIZE, 3)

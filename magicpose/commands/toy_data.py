@@ -19,7 +19,8 @@ TOY_EPILOG = """examples:
 written in --out (frames, pose maps, keypoints and masks paired by file name):
   train_set/video_NNNN/NNNN.png   pose_map_train_set/...   keypoints_train_set/...json   mask_train_set/...
   test_set/...   the same four trees, other dancers and dances (video numbers continue after train's)
-  toy_world.json   generator version, seed, arguments, every video's identity and seeds"""
+  toy_world.json   generator version, seed, arguments, every video's identity (body proportions included)
+                   and seeds"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

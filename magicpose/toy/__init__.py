@@ -1,6 +1,7 @@
 """A procedural "toy dance world": a TikTok-format dataset a tiny MagicPose model can learn on a CPU.
 
-Every video is one cartoon dancer (an *identity*: skin, hair, clothes, background) performing one smooth
+Every video is one cartoon dancer (an *identity*: skin, hair, clothes, background and body proportions: height,
+limb lengths, shoulder and hip width, head size) performing one smooth
 random dance (a *motion*: joint angles as sums of sinusoids). Each frame is written four ways, paired by
 file name, in the project's TikTok layout (see `magicpose.data.tiktok`)::
 
@@ -25,10 +26,16 @@ Building blocks, usable on their own::
 
     rng = np.random.default_rng(0)
     identity = sample_identity(rng)
-    motion = dance_motion(rng, frames=48)           # one dict of angles (and placement) per frame
-    keypoints = pose_keypoints(motion[0], size=128)  # PersonKeypoints in pixels
+    motion = dance_motion(rng, frames=48, body=identity.body)  # one dict of angles (and placement) per frame
+    keypoints = pose_keypoints(motion[0], size=128, body=identity.body)  # PersonKeypoints in pixels
     image, mask = render_person(identity, keypoints, size=128)
-    every_frame = motion_keypoints(motion, size=128)  # vectorised: a whole video at once
+    every_frame = motion_keypoints(motion, size=128, body=identity.body)  # vectorised: a whole video at once
+
+Another dancer performing this motion (its own body, filmed as in its own video `own`): the ground truth of
+pose retargeting, `magicpose.toy.retarget_proof`::
+
+    done = performed_motion(motion, own, identity.body, other.body)
+    image, mask = render_person(other, motion_keypoints(done, 128, other.body)[0], size=128)
 
 The modules, each importing only the ones above it:
 
@@ -37,9 +44,10 @@ The modules, each importing only the ones above it:
     writer.py      the dataset writer: layout, per-video seeds, toy_world.json, `generate_toy_dataset`
     metrics.py     toy-world metrics: figure masks, mask IoU, colour distances, `evaluate_toy`
     quickstart.py  the CPU quickstart (`magicpose quickstart`): toy data -> train -> animate -> evaluate
+    retarget_proof.py  A animated with B's motion, raw vs retargeted, against A doing B (`--retarget-only`)
 
 This package imports numpy only (OpenCV and the pose module load when a frame is drawn or written), so
-`magicpose toy-data --help` stays fast; `metrics` and `quickstart` are not imported here.
+`magicpose toy-data --help` stays fast; `metrics`, `quickstart` and `retarget_proof` are not imported here.
 """
 
 from magicpose.toy.render import render_background, render_person
@@ -49,11 +57,14 @@ from magicpose.toy.world import (
     Background,
     Identity,
     Motion,
+    Proportions,
     dance_motion,
     figure_colours,
     motion_keypoints,
+    performed_motion,
     pose_keypoints,
     sample_identity,
+    sample_proportions,
 )
 from magicpose.toy.writer import (
     MAX_SIZE,
@@ -69,7 +80,7 @@ from magicpose.toy.writer import (
 
 __all__ = [
     "CHANNELS", "MAX_SIZE", "MIN_SIZE", "RGB", "SPLITS", "TOY_WORLD_VERSION", "TREES", "WORLD_FILE",
-    "Background", "Identity", "Motion", "check_request", "check_root", "dance_motion", "figure_colours",
-    "generate_toy_dataset", "motion_keypoints", "pose_keypoints", "render_background", "render_person",
-    "sample_identity",
+    "Background", "Identity", "Motion", "Proportions", "check_request", "check_root", "dance_motion", "figure_colours",
+    "generate_toy_dataset", "motion_keypoints", "performed_motion", "pose_keypoints", "render_background",
+    "render_person", "sample_identity", "sample_proportions",
 ]  # fmt: skip

@@ -84,6 +84,7 @@ class QuickstartOptions:
     seed: int = 0  # toy-world seed (training seeds come from the configs)
     temporal: bool = False  # then stage 3 (the motion module) and the stage 2 vs stage 3 comparison
     temporal_only: bool = False  # stage 3 on OUT's finished quickstart (its data and stage-2 run), nothing else
+    retarget_only: bool = False  # the retargeting proof (`magicpose.toy.retarget_proof`) on OUT's finished quickstart
 
 
 def prepare_out(out: Path) -> None:
@@ -291,17 +292,57 @@ def stage3_and_compare(out: Path, scale: Scale, per_frame_videos: list[dict], la
     return record
 
 
+def finished_record(out: Path, hint: str) -> dict[str, Any]:
+    """OUT's metrics.json, refusing a folder without a finished quickstart (its stage-2 pipeline included)."""
+    if not (out / MARKER).is_file() or not (out / "metrics.json").is_file() or \
+            not (out / "runs" / "stage2" / "pipeline").is_dir():
+        raise UserError(f"{out}: no finished quickstart here (run `bash scripts/quickstart.sh` first{hint})")
+    return json.loads((out / "metrics.json").read_text())
+
+
+def run_retarget_only(options: QuickstartOptions) -> dict[str, Any]:
+    """The retargeting proof (`magicpose.toy.retarget_proof`) on OUT's finished quickstart, with its data, stage-2
+    model and scale (`threads` from `options.scale`); adds `retarget` to its metrics.json, writes retarget.mp4."""
+    import torch
+
+    from magicpose.models.components import ModelSpec
+    from magicpose.pipelines.magicpose import MagicPosePipeline
+    from magicpose.toy.retarget_proof import retarget_proof, retarget_table
+
+    out = Path(options.out).resolve()
+    record = finished_record(out, "")
+    if int(json.loads((out / "data" / "toy_world.json").read_text()).get("version", 1)) < 2:
+        raise UserError(f"{out}: its toy world is older than version 2 (no body proportions); run the quickstart "
+                        "again first")
+    recorded = {**record["scale"], "widths": tuple(record["scale"]["widths"] or ()) or None,
+                "threads": options.scale.threads}
+    scale = Scale(**{k: v for k, v in recorded.items() if k in Scale.__dataclass_fields__})
+    torch.set_num_threads(scale.threads)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    start = time.perf_counter()
+    pipe = MagicPosePipeline.from_spec(
+        ModelSpec(components=None, pretrained=str(out / "runs" / "stage2" / "pipeline"), pixel_space=True)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    record["retarget"] = retarget_proof(pipe, out / "data", scale, out)
+    record["retarget"]["seconds"] = round(time.perf_counter() - start, 1)
+    (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
+    part = record["retarget"]
+    print("\nheld-out dancer A animated with dancer B's motion, B's poses as they are vs retargeted onto A:")
+    print(retarget_table(part))
+    print(f"retargeting: mask IoU and keypoint error better by more than {part['check']['min_se']:g} standard "
+          f"errors: {'ok' if part['check']['passed'] else 'NOT MET'}; wrote {out}/retarget.mp4 (reference | raw "
+          f"pose | generated | retargeted pose | generated | ground truth); {part['seconds']} s")
+    return record
+
+
 def run_temporal_only(options: QuickstartOptions) -> dict[str, Any]:
     """Stage 3 on OUT's finished quickstart: its toy data, its stage-2 run and its scale (stage-3 fields from
     `options.scale`); adds `temporal` to its metrics.json."""
     import torch
 
     out = Path(options.out).resolve()
-    if not (out / MARKER).is_file() or not (out / "metrics.json").is_file() or \
-            not (out / "runs" / "stage2" / "pipeline").is_dir():
-        raise UserError(f"{out}: no finished quickstart here (run `bash scripts/quickstart.sh` first, or pass "
-                        "--temporal to run everything)")
-    record = json.loads((out / "metrics.json").read_text())
+    record = finished_record(out, ", or pass --temporal to run everything")
     recorded = {**record["scale"], "widths": tuple(record["scale"]["widths"] or ()) or None}
     recorded.update(stage3_steps=options.scale.stage3_steps, clip_batch=options.scale.clip_batch,
                     threads=options.scale.threads)
@@ -356,6 +397,8 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
 
     if options.temporal_only:
         return run_temporal_only(options)
+    if options.retarget_only:
+        return run_retarget_only(options)
     scale = options.scale
     torch.set_num_threads(scale.threads)
     warnings.filterwarnings("ignore", category=UserWarning)

@@ -36,9 +36,11 @@ from magicpose.toy.world import (
     R_SH,
     R_WR,
     RGB,
+    STANDARD_BODY,
     TORSO,
     Background,
     Identity,
+    Proportions,
     face_colours,
 )
 
@@ -122,34 +124,37 @@ class _Body:
     body: np.ndarray  # (18, 2)
     hands: tuple[np.ndarray, np.ndarray]  # right, left (21, 2)
     face: np.ndarray  # (70, 2)
-    k: float  # pixels per body unit
+    k: float  # pixels per body unit of this dancer (its height times the world's pixels per unit)
     up: np.ndarray  # torso axis, towards the neck
     head: np.ndarray  # head centre
     head_right: np.ndarray
     head_r: float
 
     @classmethod
-    def from_keypoints(cls, kp: PersonKeypoints) -> _Body:
+    def from_keypoints(cls, kp: PersonKeypoints, proportions: Proportions = STANDARD_BODY) -> _Body:
         body = kp.body[:, :2].astype(np.float64)
         hips = 0.5 * (body[R_HIP] + body[L_HIP])
         axis = body[NECK] - hips
-        k = float(np.hypot(*axis)) / TORSO
+        k = float(np.hypot(*axis)) / (TORSO * proportions.torso)
         head_axis = body[L_EAR] - body[R_EAR]
         hands = (kp.right_hand[:, :2].astype(np.float64), kp.left_hand[:, :2].astype(np.float64))
         return cls(
             body=body, hands=hands, face=kp.face[:, :2].astype(np.float64), k=k,
-            up=axis / (k * TORSO + 1e-9), head=0.5 * (body[R_EAR] + body[L_EAR]),
-            head_right=head_axis / (np.hypot(*head_axis) + 1e-9), head_r=HEAD_R * k,
+            up=axis / (k * TORSO * proportions.torso + 1e-9), head=0.5 * (body[R_EAR] + body[L_EAR]),
+            head_right=head_axis / (np.hypot(*head_axis) + 1e-9), head_r=HEAD_R * proportions.head * k,
         )  # fmt: skip
 
 
 def render_person(identity: Identity, keypoints: PersonKeypoints, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Draw the dancer `identity` in the pose `keypoints` (from `pose_keypoints`, pixels of a `size` square).
 
-    Returns the (size, size, 3) uint8 RGB image and the (size, size) bool mask of the figure. Shapes are
+    The keypoints must be of the identity's body (`motion_keypoints(..., identity.body)`): its proportions
+    set the scale of the limbs' thickness and the head's size. Returns the (size, size, 3) uint8 RGB image and
+    the (size, size) bool mask of the figure. Shapes are
     painted back to front: long hair, legs and shoes, waist, shirt, neck, arms and hands, head, hair, face.
     """
-    canvas, g = _Canvas(render_background(identity.background, size)), _Body.from_keypoints(keypoints)
+    canvas = _Canvas(render_background(identity.background, size))
+    g = _Body.from_keypoints(keypoints, identity.body)
     b = identity.build * g.k  # pixels per body unit, times the dancer's build: limb and torso thickness
     if identity.hair_style == "long":  # hangs behind the shoulders
         canvas.capsule(

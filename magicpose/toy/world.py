@@ -91,6 +91,46 @@ class Background:
 
 
 @dataclass(frozen=True)
+class Proportions:
+    """A dancer's body: factors on the standard body's lengths (1 = the constants above).
+
+    `height` scales every length; the others scale one segment on top of it (`shoulders` and `hips`: the half
+    widths, `head`: the head's radius and its height above the neck, and the face; a hand follows its forearm).
+    """
+
+    height: float = 1.0
+    torso: float = 1.0
+    shoulders: float = 1.0
+    hips: float = 1.0
+    upper_arm: float = 1.0
+    forearm: float = 1.0
+    thigh: float = 1.0
+    shin: float = 1.0
+    head: float = 1.0
+
+    def length(self, segment: str) -> float:
+        """The factor on one segment's standard length: height times the segment's own."""
+        return self.height * getattr(self, segment)
+
+
+STANDARD_BODY = Proportions()  # every factor 1: the toy world's body before version 2
+HEIGHT_RANGE = (0.9, 1.1)  # default variation of `sample_proportions`: height +-10 %
+SEGMENT_RANGE = (0.88, 1.12)  # ... every segment +-12 % on top of it
+
+
+def sample_proportions(
+    rng: np.random.Generator,
+    height: tuple[float, float] = HEIGHT_RANGE,
+    segment: tuple[float, float] = SEGMENT_RANGE,
+) -> Proportions:
+    """Random proportions: height in `height`, each other factor independently in `segment` (uniform)."""
+    h = float(round(rng.uniform(*height), 4))
+    names = [f for f in Proportions.__dataclass_fields__ if f != "height"]
+    others = {f: float(round(rng.uniform(*segment), 4)) for f in names}
+    return Proportions(height=h, **others)
+
+
+@dataclass(frozen=True)
 class Identity:
     """What a dancer looks like; everything a model must copy from the reference frame."""
 
@@ -106,10 +146,21 @@ class Identity:
     shoes: RGB
     build: float  # limb and torso thickness factor
     background: Background
+    body: Proportions = STANDARD_BODY  # height, limb lengths, widths, head size
 
     def to_json(self) -> dict:
         """Plain JSON-able dict (colours as [r, g, b])."""
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict) -> Identity:
+        """The inverse of `to_json` (a record without `body`, from toy-world version 1, gets the standard body)."""
+        fields = dict(record)
+        background = dict(fields.pop("background"))
+        background["colour"], background["colour2"] = tuple(background["colour"]), tuple(background["colour2"])
+        body = Proportions(**fields.pop("body", {}))
+        colours = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        return cls(**colours, background=Background(**background), body=body)
 
 
 def _rgb(values: Sequence[float]) -> RGB:
@@ -218,7 +269,8 @@ def face_colours(identity: Identity) -> dict[str, RGB]:
 
 
 def sample_identity(rng: np.random.Generator) -> Identity:
-    """A random dancer: skin, hair, shirt (plain or striped), sleeves, trousers or shorts, shoes, background.
+    """A random dancer: skin, hair, shirt (plain or striped), sleeves, trousers or shorts, shoes, background,
+    and body proportions (`sample_proportions`, drawn last: the colours are those of toy-world version 1).
 
     Garments differ from each other and from the skin, and the background differs from every colour of the
     figure (>= 60 RGB units), so the figure always stands out and its mask is recoverable from the image.
@@ -242,7 +294,8 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         build=float(round(rng.uniform(0.85, 1.2), 4)),
         background=Background("plain", (0, 0, 0), (0, 0, 0)),
     )
-    return _with_background(rng, identity)
+    identity = _with_background(rng, identity)
+    return replace(identity, body=sample_proportions(rng))
 
 
 def _with_background(rng: np.random.Generator, identity: Identity) -> Identity:
@@ -287,14 +340,15 @@ def _couple(own: np.ndarray, other: np.ndarray, weight: float) -> np.ndarray:
     return (1.0 - abs(weight)) * own + weight * other
 
 
-def dance_motion(rng: np.random.Generator, frames: int) -> list[Motion]:
+def dance_motion(rng: np.random.Generator, frames: int, body: Proportions = STANDARD_BODY) -> list[Motion]:
     """`frames` motion states: joint angles (see `CHANNELS`) plus the figure's placement in the frame.
 
     Every channel is a sum of sinusoids at multiples of one per-video beat (14-36 frames per cycle), so the
     dance is smooth and rhythmic. Arms are partly mirrored and legs partly alternate, as dancers do. The
     placement keys are `scale` (body units -> fraction of the frame side), `x` (pelvis, fraction of the
     width) and `ground` (floor line, fraction of the height); they are chosen for the whole video so that
-    every keypoint, limb and hair stays inside the frame while the figure fills most of its height.
+    every keypoint, limb and hair stays inside the frame while the figure fills most of its height
+    (of the dancer `body`: the joint angles do not depend on it, the placement does).
     """
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
@@ -305,13 +359,15 @@ def dance_motion(rng: np.random.Generator, frames: int) -> list[Motion]:
     for joint, weight in (("shoulder", arms), ("elbow", arms), ("hip", legs), ("knee", legs)):
         unit[f"l_{joint}"] = _couple(unit[f"l_{joint}"], unit[f"r_{joint}"], weight)
     channels = {name: lo + (hi - lo) * 0.5 * (unit[name] + 1.0) for name, (lo, hi) in CHANNELS.items()}
-    channels.update(_placement(rng, channels))
+    channels.update(_placement(rng, channels, body))
     return [{name: float(values[i]) for name, values in channels.items()} for i in range(frames)]
 
 
-def _placement(rng: np.random.Generator, channels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _placement(
+    rng: np.random.Generator, channels: dict[str, np.ndarray], body: Proportions
+) -> dict[str, np.ndarray]:
     """Scale, ground line and side steps for a whole video, so that every frame fits in the canvas."""
-    points = _grounded(_skeleton(channels))
+    points = _grounded(_skeleton(channels, body))
     xy = np.concatenate([points[k] for k in ("body", "left_hand", "right_hand", "face", "head_top")], 1)
     x0, x1 = xy[..., 0].min(1) - PAD, xy[..., 0].max(1) + PAD  # per frame, around the pelvis
     top, bottom = xy[..., 1].min() - PAD, FOOT + PAD
@@ -425,7 +481,8 @@ _PHALANX = np.array([0.45, 0.32, 0.23])
 
 
 def _hand(
-    wrist: np.ndarray, forearm: np.ndarray, side: int, rotation: np.ndarray, grip: np.ndarray
+    wrist: np.ndarray, forearm: np.ndarray, side: int, rotation: np.ndarray, grip: np.ndarray,
+    length: float = HAND,
 ) -> np.ndarray:
     """(T, 21, 2) OpenPose hand points; the thumb is on the outer side when the arm hangs (palm forward)."""
     d = _rotate(forearm / (np.linalg.norm(forearm, axis=-1, keepdims=True) + 1e-9), rotation)
@@ -440,29 +497,35 @@ def _hand(
     fingers = np.concatenate([base, base + np.cumsum(steps, 2)], 2).reshape(len(g), 16, 2)
     thumb = _THUMB * _xy(1.0, 1.0 - 0.35 * g[:, 0])
     local = np.concatenate([np.zeros((len(g), 1, 2)), thumb, fingers], 1)
-    return wrist[:, None] + HAND * (local[..., :1] * d[:, None] + local[..., 1:] * p[:, None])
+    return wrist[:, None] + length * (local[..., :1] * d[:, None] + local[..., 1:] * p[:, None])
 
 
-def _skeleton(ch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _skeleton(ch: dict[str, np.ndarray], body_: Proportions = STANDARD_BODY) -> dict[str, np.ndarray]:
     """Body (T, 18, 2), hands (T, 21, 2), face (T, 70, 2) and hair top (T, 1, 2), body units, pelvis at 0."""
+    size = body_.length
+    torso, shoulder, hip_w = TORSO * size("torso"), SHOULDER * size("shoulders"), HIP * size("hips")
+    upper_arm, forearm = UPPER_ARM * size("upper_arm"), FOREARM * size("forearm")
+    hand = HAND * size("forearm")
+    thigh_l, shin_l, head_r, head_up_l = THIGH * size("thigh"), SHIN * size("shin"), HEAD_R * size("head"), \
+        HEAD_UP * size("head")
     lean, turn = ch["lean"], ch["turn"]
     up = _unit(lean)
     right = _perp(up)
-    neck = TORSO * up
-    width = _col(SHOULDER * np.cos(turn))
+    neck = torso * up
+    width = _col(shoulder * np.cos(turn))
     body = np.zeros((len(lean), 18, 2))
     body[:, NECK] = neck
     body[:, R_SH], body[:, L_SH] = neck - width * right - 0.015 * up, neck + width * right - 0.015 * up
-    hip_axis = _xy(np.cos(0.4 * lean), np.sin(0.4 * lean)) * _col(HIP * np.cos(turn))
+    hip_axis = _xy(np.cos(0.4 * lean), np.sin(0.4 * lean)) * _col(hip_w * np.cos(turn))
     body[:, R_HIP], body[:, L_HIP] = -hip_axis, hip_axis
     hands = {}
     for side, (sh, el, wr), key in ((-1, (R_SH, R_EL, R_WR), "r"), (1, (L_SH, L_EL, L_WR), "l")):
         alpha, bent = _col(ch[f"{key}_shoulder"]), _col(ch[f"{key}_shoulder"] + ch[f"{key}_elbow"])
         upper = -up * np.cos(alpha) + side * right * np.sin(alpha)
         fore = -up * np.cos(bent) + side * right * np.sin(bent)
-        body[:, el] = body[:, sh] + UPPER_ARM * upper
-        body[:, wr] = body[:, el] + FOREARM * fore
-        hands[key] = _hand(body[:, wr], fore, side, ch[f"{key}_wrist"], ch[f"{key}_grip"])
+        body[:, el] = body[:, sh] + upper_arm * upper
+        body[:, wr] = body[:, el] + forearm * fore
+        hands[key] = _hand(body[:, wr], fore, side, ch[f"{key}_wrist"], ch[f"{key}_grip"], hand)
     for side, (hip, knee, ankle), key in (
         (-1, (R_HIP, R_KNEE, R_ANK), "r"),
         (1, (L_HIP, L_KNEE, L_ANK), "l"),
@@ -470,14 +533,14 @@ def _skeleton(ch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         psi, kappa = ch[f"{key}_hip"], ch[f"{key}_knee"]
         shin = np.maximum(psi - kappa, -0.3)
         # A bent knee points the thigh at the camera: it looks shorter, so the dancer sinks.
-        thigh = _col(THIGH * (1.0 - 0.2 * kappa)) * _xy(side * np.sin(psi), np.cos(psi))
+        thigh = _col(thigh_l * (1.0 - 0.2 * kappa)) * _xy(side * np.sin(psi), np.cos(psi))
         body[:, knee] = body[:, hip] + thigh
-        body[:, ankle] = body[:, knee] + SHIN * _xy(side * np.sin(shin), np.cos(shin))
+        body[:, ankle] = body[:, knee] + shin_l * _xy(side * np.sin(shin), np.cos(shin))
     head_up = _unit(lean + ch["head_roll"])
     head_right = _perp(head_up)
-    centre = neck + HEAD_UP * head_up
+    centre = neck + head_up_l * head_up
     local = _turn_face(_face(ch["mouth"], ch["brows"], ch["gaze"]), ch["head_yaw"])
-    face = centre[:, None] + HEAD_R * (
+    face = centre[:, None] + head_r * (
         local[..., :1] * head_right[:, None] - local[..., 1:] * head_up[:, None]
     )
     body[:, NOSE], body[:, R_EYE], body[:, L_EYE] = (
@@ -487,11 +550,11 @@ def _skeleton(ch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     )
     # Ears at +-90 degrees on the head cylinder: their midpoint is the head centre for any yaw, which is
     # where the renderer puts the head.
-    ear = _col(HEAD_R * np.cos(ch["head_yaw"])) * head_right
+    ear = _col(head_r * np.cos(ch["head_yaw"])) * head_right
     body[:, R_EAR], body[:, L_EAR] = centre - ear, centre + ear
     return {
         "body": body, "right_hand": hands["r"], "left_hand": hands["l"], "face": face,
-        "head_top": (centre + 1.75 * HEAD_R * head_up)[:, None],
+        "head_top": (centre + 1.75 * head_r * head_up)[:, None],
     }  # fmt: skip
 
 
@@ -502,14 +565,16 @@ def _grounded(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v - shift for k, v in points.items()}
 
 
-def motion_keypoints(motion: Sequence[Motion], size: int) -> list[PersonKeypoints]:
+def motion_keypoints(
+    motion: Sequence[Motion], size: int, body: Proportions = STANDARD_BODY
+) -> list[PersonKeypoints]:
     """`pose_keypoints` of many frames at once (vectorised: a whole video costs about one frame)."""
     from magicpose.pose.openpose import PersonKeypoints
 
     ch = {
         name: np.array([m[name] for m in motion], np.float64) for name in (*CHANNELS, "scale", "x", "ground")
     }
-    points = _grounded(_skeleton(ch))
+    points = _grounded(_skeleton(ch, body))
     origin = _xy(ch["x"], ch["ground"])[:, None]
     parts = {}
     for name in ("body", "left_hand", "right_hand", "face"):
@@ -519,6 +584,30 @@ def motion_keypoints(motion: Sequence[Motion], size: int) -> list[PersonKeypoint
     return [PersonKeypoints(**{name: parts[name][i] for name in parts}) for i in range(len(motion))]
 
 
-def pose_keypoints(motion_t: Motion, size: int) -> PersonKeypoints:
+def pose_keypoints(motion_t: Motion, size: int, body: Proportions = STANDARD_BODY) -> PersonKeypoints:
     """OpenPose keypoints (body 18, both hands 21, face 70; confidence 1) in pixels of a `size` square."""
-    return motion_keypoints([motion_t], size)[0]
+    return motion_keypoints([motion_t], size, body)[0]
+
+
+def performed_motion(
+    driving: Sequence[Motion], own: Sequence[Motion], driving_body: Proportions, own_body: Proportions
+) -> list[Motion]:
+    """A dancer (`own_body`, filmed as in its video `own`) performing another dancer's motion `driving`.
+
+    The joint angles (and face) are the driving dancer's; the camera (`scale`, `ground`) is the own video's; the
+    figure starts where the own dancer stood in its first frame and side-steps as the driving dancer does,
+    scaled by the ratio of the two figures' heights on screen (a bigger figure takes bigger steps). Rendered
+    with `motion_keypoints(..., own_body)` and `render_person(own_identity, ...)`, this is the ground truth of
+    retargeting the driving video onto the own dancer's first frame. With `driving` = `own` (and the same
+    body) it is `own` itself.
+    """
+    if not driving or not own:
+        raise ValueError("performed_motion needs at least one frame of each motion")
+    d0, o0 = driving[0], own[0]
+    ratio = (o0["scale"] * own_body.height) / (d0["scale"] * driving_body.height)
+    out = []
+    for d in driving:
+        m = dict(d)
+        m.update(scale=o0["scale"], ground=o0["ground"], x=o0["x"] + ratio * (d["x"] - d0["x"]))
+        out.append(m)
+    return out

@@ -21,7 +21,7 @@ from magicpose.toy.render import render_person
 from magicpose.toy.world import Identity, dance_motion, motion_keypoints, sample_identity
 
 # Bump whenever the same arguments would write different files.
-TOY_WORLD_VERSION = 1
+TOY_WORLD_VERSION = 2  # 2: per-identity body proportions (Identity.body)
 WORLD_FILE = "toy_world.json"
 SPLITS: tuple[str, ...] = ("train", "test")
 TREES: tuple[str, ...] = ("{split}_set", "pose_map_{split}_set", "keypoints_{split}_set", "mask_{split}_set")
@@ -112,7 +112,8 @@ def _world_record(arguments: dict, plan: list[_Video], identities: list[Identity
         "seed": arguments["seed"],
         "arguments": arguments,
         "regenerate": "identity = sample_identity(default_rng(identity_seed)); "
-        "motion = dance_motion(default_rng(motion_seed), frames)",
+        "motion = dance_motion(default_rng(motion_seed), frames, identity.body); "
+        "keypoints = motion_keypoints(motion, size, identity.body)",
         "splits": entries,
     }
 
@@ -125,8 +126,8 @@ def _write_video(root: Path, video: _Video, identity: Identity, frames: int, siz
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     frame_dir, pose_dir, keypoint_dir, mask_dir = folders
-    motion = dance_motion(np.random.default_rng(video.motion_seed), frames)
-    for t, keypoints in enumerate(motion_keypoints(motion, size)):
+    motion = dance_motion(np.random.default_rng(video.motion_seed), frames, identity.body)
+    for t, keypoints in enumerate(motion_keypoints(motion, size, identity.body)):
         image, mask = render_person(identity, keypoints, size)
         pose = PoseFrame([keypoints], size, size)
         stem = f"{t:04d}"
