@@ -107,7 +107,9 @@ def test_pipeline_without_motion_adapter_equals_the_outputs_from_before_it_exist
     pipe = _pipe(None)
     golden = torch.load(GOLDEN, weights_only=True)  # written by the pipeline before the motion module was added
     for mode in ("controlnet_important", "balance"):
-        assert torch.equal(_latents(pipe, mode=mode), golden[mode]), mode
+        # bit for bit on the machine that wrote the file (measured: max difference 0.0); another CPU's BLAS may sum
+        # in another order, so allow float rounding (latents reach ~6 after guidance at scale 7)
+        assert (_latents(pipe, mode=mode) - golden[mode]).abs().max() <= 1e-4, mode
 
 
 @pytest.mark.parametrize("mode", ["controlnet_important", "balance"])
