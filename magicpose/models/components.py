@@ -27,6 +27,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from magicpose.config.magicpose import ModelSpec
 from magicpose.errors import UserError
+from magicpose.models.motion import zero_init
 from magicpose.paths import first_existing, resolve_path
 
 COMPONENT_NAMES = ("vae", "text_encoder", "tokenizer", "unet", "appearance_unet", "controlnet", "scheduler",
@@ -82,8 +83,6 @@ def _motion_adapter(spec: ModelSpec, index: int) -> MotionAdapter | None:
         return load_component("motion_adapter", source)
     if not spec.motion_module:
         return None
-    from magicpose.models.motion import zero_init
-
     torch.manual_seed(spec.seed + index)
     return zero_init(random_component("motion_adapter", component_config_dir(spec, "motion_adapter")))
 

@@ -14,7 +14,7 @@ and flattens frames as `(b f)` inside; `denoise_frames` takes and returns `(b f)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -37,17 +37,19 @@ def check_compatible(unet: UNet2DConditionModel, adapter: MotionAdapter) -> None
     if tuple(a.block_out_channels) != tuple(u.block_out_channels):
         raise ValueError(f"motion adapter channels {tuple(a.block_out_channels)} do not match the UNet's "
                          f"{tuple(u.block_out_channels)}")
-    layers = a.motion_layers_per_block
-    unet_layers = u.layers_per_block
-    as_list = (lambda x, n: [x] * n if isinstance(x, int) else list(x))  # noqa: E731
     n = len(u.block_out_channels)
-    if as_list(layers, n) != as_list(unet_layers, n):
+    layers, unet_layers = (_per_block(x, n) for x in (a.motion_layers_per_block, u.layers_per_block))
+    if layers != unet_layers:
         raise ValueError(f"motion adapter has {layers} layers per block, the UNet {unet_layers}")
     if a.motion_norm_num_groups != u.norm_num_groups:
         raise ValueError(f"motion adapter norm groups {a.motion_norm_num_groups} differ from the UNet's "
                          f"{u.norm_num_groups}")
     if a.conv_in_channels:
         raise ValueError("motion adapters with their own conv_in (PIA) are not supported")
+
+
+def _per_block(value: int | Sequence[int], blocks: int) -> list[int]:
+    return [value] * blocks if isinstance(value, int) else list(value)
 
 
 def motion_unet(unet: UNet2DConditionModel, adapter: MotionAdapter) -> UNetMotionModel:

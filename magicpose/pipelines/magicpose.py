@@ -63,7 +63,7 @@ from magicpose.pipelines.conventions import (
 )
 from magicpose.pipelines.windows import blend_windows, check_window
 
-MOTION_CONTEXT = (16, 4)  # default window with a motion module: AnimateDiff's 16-frame clips (overlap: the call's)
+MOTION_CONTEXT_LENGTH = 16  # default window with a motion module: AnimateDiff's 16-frame clips (overlap: the call's)
 
 
 @dataclass
@@ -379,7 +379,7 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
 
         model = self.magicpose_model
         if model.temporal:
-            context_length, context_overlap = self._motion_window(num_frames, context_length, context_overlap)
+            context_length, context_overlap = self._motion_window(context_length, context_overlap)
         text, uncond_text = self._prompt_embeddings(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds,
                                                     guidance_mode)
         references = self._references(reference_image, reference_latents, height, width)
@@ -435,8 +435,9 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
             return (frames_out,)
         return MagicPoseOutput(frames=frames_out)
 
-    def _motion_window(self, num_frames: int, length: int | None, overlap: int) -> tuple[int | None, int]:
-        """The window with a motion module: the given one (at most the module's positions), else `MOTION_CONTEXT`."""
+    def _motion_window(self, length: int | None, overlap: int) -> tuple[int, int]:
+        """The window with a motion module: the given one (at most the module's frame positions), else
+        `MOTION_CONTEXT_LENGTH` frames (a shorter video is one window)."""
         if type(getattr(self.unet, "_hf_hook", None)).__name__ == "CpuOffload":
             # model offload moves the UNet to the device when *its* forward runs; the motion UNet, which shares its
             # modules, calls them directly, so they would stay on the CPU
@@ -444,7 +445,7 @@ class MagicPosePipeline(TextConditioned, DiffusionPipeline):
                              "enable_sequential_cpu_offload() or keep the pipeline on the device")
         limit = self.motion_adapter.config.motion_max_seq_length
         if length is None:
-            length = min(MOTION_CONTEXT[0], limit)
+            length = min(MOTION_CONTEXT_LENGTH, limit)
             overlap = min(overlap, length - 1)
         if length > limit:
             raise ValueError(f"context_length {length} exceeds the motion module's {limit} frame positions")

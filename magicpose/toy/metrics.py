@@ -224,13 +224,20 @@ def toy_flicker(videos: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[st
     return out
 
 
+def paired_gain(gains: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Per-item gains (one per frame or pair, positive = better): mean, its standard error, the mean in standard
+    errors, and the fraction of items that gained (`wins`). The toy world's proofs all report their gains this way."""
+    gains = np.asarray(gains, np.float64)
+    n = len(gains)
+    mean = float(gains.mean()) if n else float("nan")
+    stderr = float(gains.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return {"mean": mean, "stderr": stderr, "standard_errors": mean / stderr if stderr > 0 else float("nan"),
+            "wins": float((gains > 0).mean()) if n else float("nan")}  # fmt: skip
+
+
 def _paired_gain(a: Sequence[dict], b: Sequence[dict], key: str) -> dict:
-    """Per-frame `a[key] - b[key]`: mean, its standard error, and the fraction of frames where a wins."""
-    gains = np.array([x[key] - y[key] for x, y in zip(a, b)], np.float64)
-    if len(gains) == 0:
-        return {"mean": float("nan"), "stderr": float("nan"), "wins": float("nan")}
-    stderr = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else float("nan")
-    return {"mean": float(gains.mean()), "stderr": stderr, "wins": float((gains > 0).mean())}
+    """Per-frame `a[key] - b[key]` as `paired_gain` reports it."""
+    return paired_gain([x[key] - y[key] for x, y in zip(a, b)])
 
 
 def _mean(rows: Sequence[dict]) -> dict:

@@ -263,23 +263,23 @@ def stage3_overrides(out: Path, scale: Scale, stage2_pipeline: Path) -> list[str
     ]
 
 
-def stage3_and_compare(out: Path, scale: Scale, per_frame_videos: list[dict], lap: Any) -> dict[str, Any]:
+def stage3_and_compare(out: Path, scale: Scale, stage2_videos: list[dict], lap: Laps) -> dict[str, Any]:
     """Train the motion module on the stage-2 model, animate the same held-out dancers with the same seeds and
     settings as stage 2, compare (`magicpose.toy.temporal`) and write `temporal.mp4`; return the record's `temporal`
     part. Compared twice: with one initial noise per frame (`per_frame_noise`: AnimateDiff's setting, the one the
     motion module is trained for; the check and the video) and with the quickstart's shared noise (`shared_noise`,
-    itself a flicker remedy; reported beside). `per_frame_videos` are stage 2's frames with the quickstart's noise."""
+    itself a flicker remedy; reported beside). `stage2_videos` are stage 2's, sampled with `scale.shared_noise`."""
     from magicpose.toy.temporal import compare_stages, temporal_check, write_side_by_side
 
     t = time.perf_counter()
-    shutil.rmtree(out / "runs" / "stage3", ignore_errors=True)  # inside the quickstart folder: a re-run replaces it
-    stage3 = fit(STAGE3_CONFIG, stage3_overrides(out, scale, out / "runs" / "stage2" / "pipeline"))
-    t = lap("stage 3", t)
     stage2 = out / "runs" / "stage2" / "pipeline"
+    shutil.rmtree(out / "runs" / "stage3", ignore_errors=True)  # inside the quickstart folder: a re-run replaces it
+    stage3 = fit(STAGE3_CONFIG, stage3_overrides(out, scale, stage2))
+    t = lap("stage 3", t)
     record: dict[str, Any] = {"stage3_steps": scale.stage3_steps, "clip_batch": scale.clip_batch}
     for shared in (False, True):
         setting = replace(scale, shared_noise=shared)
-        before = per_frame_videos if shared == scale.shared_noise else \
+        before = stage2_videos if shared == scale.shared_noise else \
             animate_and_evaluate(out, out / "data", stage2, setting)[1]
         metrics, after = animate_and_evaluate(out, out / "data", stage3 / "pipeline", setting)
         comparison = compare_stages(before, after)
@@ -290,6 +290,28 @@ def stage3_and_compare(out: Path, scale: Scale, per_frame_videos: list[dict], la
     record["check"] = record["per_frame_noise"]["check"]
     lap("stage 2 and 3 animate + evaluate", t)
     return record
+
+
+def recorded_scale(record: dict[str, Any], **fields: Any) -> Scale:
+    """The `Scale` a finished quickstart recorded in its metrics.json, with `fields` replaced."""
+    recorded = {**record["scale"], "widths": tuple(record["scale"]["widths"] or ()) or None, **fields}
+    return Scale(**{k: v for k, v in recorded.items() if k in Scale.__dataclass_fields__})
+
+
+class Laps:
+    """Named wall-clock laps, printed as they end and kept in `times` (seconds) for metrics.json."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def __call__(self, name: str, t0: float) -> float:
+        self.times[name] = round(time.perf_counter() - t0, 1)
+        print(f"[quickstart] {name}: {self.times[name]} s", flush=True)
+        return time.perf_counter()
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
 
 
 def finished_record(out: Path, hint: str) -> dict[str, Any]:
@@ -314,9 +336,7 @@ def run_retarget_only(options: QuickstartOptions) -> dict[str, Any]:
     if int(json.loads((out / "data" / "toy_world.json").read_text()).get("version", 1)) < 2:
         raise UserError(f"{out}: its toy world is older than version 2 (no body proportions); run the quickstart "
                         "again first")
-    recorded = {**record["scale"], "widths": tuple(record["scale"]["widths"] or ()) or None,
-                "threads": options.scale.threads}
-    scale = Scale(**{k: v for k, v in recorded.items() if k in Scale.__dataclass_fields__})
+    scale = recorded_scale(record, threads=options.scale.threads)
     torch.set_num_threads(scale.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
     start = time.perf_counter()
@@ -343,24 +363,15 @@ def run_temporal_only(options: QuickstartOptions) -> dict[str, Any]:
 
     out = Path(options.out).resolve()
     record = finished_record(out, ", or pass --temporal to run everything")
-    recorded = {**record["scale"], "widths": tuple(record["scale"]["widths"] or ()) or None}
-    recorded.update(stage3_steps=options.scale.stage3_steps, clip_batch=options.scale.clip_batch,
-                    threads=options.scale.threads)
-    scale = Scale(**{k: v for k, v in recorded.items() if k in Scale.__dataclass_fields__})
+    scale = recorded_scale(record, stage3_steps=options.scale.stage3_steps, clip_batch=options.scale.clip_batch,
+                           threads=options.scale.threads)
     torch.set_num_threads(scale.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
-    times: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def lap(name: str, t0: float) -> float:
-        times[name] = round(time.perf_counter() - t0, 1)
-        print(f"[quickstart] {name}: {times[name]} s", flush=True)
-        return time.perf_counter()
-
-    _, per_frame = animate_and_evaluate(out, out / "data", out / "runs" / "stage2" / "pipeline", scale)
-    lap("stage 2 animate (again, for the comparison)", start)
-    record["temporal"] = stage3_and_compare(out, scale, per_frame, lap)
-    record["temporal"]["seconds"] = {**times, "total": round(time.perf_counter() - start, 1)}
+    lap = Laps()
+    _, stage2_videos = animate_and_evaluate(out, out / "data", out / "runs" / "stage2" / "pipeline", scale)
+    lap("stage 2 animate (again, for the comparison)", lap.start)
+    record["temporal"] = stage3_and_compare(out, scale, stage2_videos, lap)
+    record["temporal"]["seconds"] = {**lap.times, "total": lap.total()}
     (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     print_temporal(record["temporal"], out)
     return record
@@ -404,14 +415,8 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
     warnings.filterwarnings("ignore", category=UserWarning)
     out = Path(options.out).resolve()
     prepare_out(out)
-    times: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def lap(name: str, t0: float) -> float:
-        times[name] = round(time.perf_counter() - t0, 1)
-        print(f"[quickstart] {name}: {times[name]} s", flush=True)
-        return time.perf_counter()
-
+    lap = Laps()
+    times = lap.times
     data = out / "data"
     t = time.perf_counter()
     generate_toy_dataset(data, scale.train_videos, scale.test_videos, scale.frames, scale.size, options.seed)
@@ -444,7 +449,7 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
     write_videos(out, videos)
     t = lap("videos", t)
     temporal = stage3_and_compare(out, scale, videos, lap) if options.temporal else None
-    times["total"] = round(time.perf_counter() - start, 1)
+    times["total"] = lap.total()
     check = learning_check(metrics, options.min_iou_gain, options.min_iou_gain_se, options.max_colour_ratio)
     record = {
         "scale": asdict(scale),

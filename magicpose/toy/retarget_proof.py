@@ -62,14 +62,6 @@ def keypoint_error(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.linalg.norm(pred[:, :2] - true[:, :2], axis=1).mean())
 
 
-def paired(gains: np.ndarray) -> dict[str, float]:
-    n = len(gains)
-    stderr = float(gains.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    mean = float(gains.mean()) if n else float("nan")
-    return {"mean": mean, "stderr": stderr, "standard_errors": mean / stderr if stderr > 0 else float("nan"),
-            "wins": float((gains > 0).mean()) if n else float("nan")}  # fmt: skip
-
-
 def pair_inputs(data: Path, a: str, b: str, frames: int, stride: int) -> dict[str, Any]:
     """Everything for animating test dancer `a` with `b`'s motion (`frames` frames at `stride` after frame 0).
 
@@ -140,7 +132,7 @@ def retarget_proof(pipe: Any, data: Path, scale: Any, out: Path | None = None) -
     `scale` its `Scale` (evaluated videos, frames, stride, sampling). With `out`, writes `out/retarget.mp4`:
     reference | raw pose | generated | retargeted pose | generated | ground truth, one row per pair.
     """
-    from magicpose.toy.metrics import toy_identities
+    from magicpose.toy.metrics import paired_gain, toy_identities
     from magicpose.toy.quickstart import generate
 
     names = sorted(toy_identities(data, "test"))[: scale.eval_videos]
@@ -167,7 +159,7 @@ def retarget_proof(pipe: Any, data: Path, scale: Any, out: Path | None = None) -
     gains = {}
     for m in PAIR_METRICS:
         diff = np.array([r[m] - s[m] for r, s in zip(rows["retargeted"], rows["raw"])], np.float64)
-        gains[m] = paired(-diff if m in LOWER_IS_BETTER else diff)
+        gains[m] = paired_gain(-diff if m in LOWER_IS_BETTER else diff)
     check = {m: {"standard_errors": gains[m]["standard_errors"],
                  "passed": bool(gains[m]["standard_errors"] > MIN_SE)} for m in CHECKED}  # fmt: skip
     record = {

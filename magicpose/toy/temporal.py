@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from magicpose.eval import temporal
-from magicpose.toy.metrics import colour_distance, figure_mask, mask_iou
+from magicpose.toy.metrics import colour_distance, figure_mask, mask_iou, paired_gain
 
 REGIONS = temporal.REGIONS
 
@@ -44,10 +44,9 @@ def frame_scores(videos: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """`a - b` per item: mean, its standard error, and the fraction of items where it is positive."""
+    """`a - b` per item as `magicpose.toy.metrics.paired_gain` reports it, and the number of items `n`."""
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-    return {"mean": float(diff.mean()), "stderr": stderr, "positive": float((diff > 0).mean()), "n": int(len(diff))}
+    return {**paired_gain(diff), "n": int(len(diff))}
 
 
 def compare_stages(per_frame: Sequence[dict[str, Any]], temporal_videos: Sequence[dict[str, Any]]) -> dict[str, Any]:

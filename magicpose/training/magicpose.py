@@ -131,11 +131,8 @@ class MagicPoseTraining(DiffusionTraining):
         one reference per clip)."""
         train = self.config.train
         pixels, pose = batch["pixel_values"], batch.get("pose_pixel_values")
-        clips = pixels.ndim == 5
+        clips = pixels.ndim == 5  # stage 3 (`check_stage` made the data and the stage agree)
         frames = pixels.shape[1] if clips else None
-        if clips != (train.stage == 3):
-            raise UserError(f"train.stage={train.stage} trains on {'clips' if train.stage == 3 else 'frame pairs'}: "
-                            f"set data.num_frames {'(e.g. 16)' if train.stage == 3 else 'to null'}")
         if clips:
             pixels = rearrange(pixels, "b f c h w -> (b f) c h w")
             pose = rearrange(pose, "b f c h w -> (b f) c h w")
