@@ -1,8 +1,11 @@
-"""Resolving the relative paths written in configs, and naming output files after prompts."""
+"""Resolving the relative paths written in configs, naming output files after prompts, and writing folders whole."""
 
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from magicpose.errors import UserError
@@ -51,3 +54,22 @@ def prompt_file_stem(index: int, prompt: str, max_chars: int = 40) -> str:
     keeps names unique and in prompt order; the slug is lower-case ASCII letters, digits and `_` only."""
     slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:max_chars].rstrip("_")
     return f"{index:02d}_{slug or 'prompt'}"
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """Write a folder whole or not at all: the block writes into `OUT.partial` (emptied first), which replaces `out`
+    only when the block finishes; if it raises (or is interrupted), the partial folder is removed and an earlier `out`
+    is left as it was."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,7 +41,7 @@ from torch import Tensor
 from magicpose.convert.magicdance import Report
 from magicpose.convert.safe_load import open_checkpoint, save_tensors
 from magicpose.errors import UserError
-from magicpose.paths import resolve_path
+from magicpose.paths import resolve_path, staged_folder
 
 # AnimateDiff's motion-module settings that no tensor shape shows (its `motion_module_kwargs` and
 # TemporalTransformer3DModel's GroupNorm).
@@ -452,17 +451,9 @@ def convert_motion_module(path: str | Path, out_dir: str | Path, config: str | P
     report.out = str(out)
     adapter = _adapter(state, adapter_config)
     report.components["motion_adapter"] = f"{len(state)} tensors -> MotionAdapter"
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged_folder(out) as staging:
         adapter.save_pretrained(staging, safe_serialization=True)
         (staging / "conversion.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return report
 
 

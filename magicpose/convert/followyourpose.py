@@ -34,7 +34,7 @@ from magicpose.models.pose_adapter import (
     original_adapter_key,
 )
 from magicpose.models.video_unet import VideoUNet
-from magicpose.paths import resolve_path
+from magicpose.paths import resolve_path, staged_folder
 
 UNET_PREFIX = "unet."  # our VideoUNet holds the 2D UNet (with its temporal additions) under this name
 CHECKPOINT_FILES = ("pytorch_model.bin", "model.safetensors", "pytorch_model.safetensors")
@@ -159,20 +159,15 @@ def convert_followyourpose(
     unet_state, adapter_state, notes = read_original(checkpoint, Path(pose_encoder) if pose_encoder else None,
                                                      unet_config)
     report = Report(source=str(checkpoint), layout="followyourpose", out=str(out), notes=notes)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     cast = DTYPES[dtype]
-    _write_model(staging / "unet", _video_unet_from(unet_config, unet_state, cast))
-    report.components["unet"] = f"{len(unet_state)} tensors -> VideoUNet"
-    if adapter_state is not None:
-        _write_model(staging / "pose_adapter", _adapter_from(unet_config, adapter_state, cast))
-        report.components["pose_adapter"] = f"{len(adapter_state)} tensors -> T2IAdapter (full_adapter)"
-    _copy_sd_parts(sd_folder, components, staging, report)
-    (staging / "conversion.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    with staged_folder(out) as staging:
+        _write_model(staging / "unet", _video_unet_from(unet_config, unet_state, cast))
+        report.components["unet"] = f"{len(unet_state)} tensors -> VideoUNet"
+        if adapter_state is not None:
+            _write_model(staging / "pose_adapter", _adapter_from(unet_config, adapter_state, cast))
+            report.components["pose_adapter"] = f"{len(adapter_state)} tensors -> T2IAdapter (full_adapter)"
+        _copy_sd_parts(sd_folder, components, staging, report)
+        (staging / "conversion.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
     return report
 
 
@@ -185,13 +180,10 @@ def convert_pose_encoder(pose_encoder: str | Path, out: str | Path, *, component
     encoder = open_checkpoint(pose_encoder)
     state = _adapter_state(encoder, {k: k for k in encoder}, list(unet_config["block_out_channels"]))
     report = Report(source=str(pose_encoder), layout="Follow-Your-Pose pose encoder", out=str(out))
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    _write_model(staging / "pose_adapter", _adapter_from(unet_config, state, DTYPES[dtype]))
-    report.components["pose_adapter"] = f"{len(state)} tensors -> T2IAdapter (full_adapter)"
-    (staging / "conversion.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
-    staging.rename(out)
+    with staged_folder(out) as staging:
+        _write_model(staging / "pose_adapter", _adapter_from(unet_config, state, DTYPES[dtype]))
+        report.components["pose_adapter"] = f"{len(state)} tensors -> T2IAdapter (full_adapter)"
+        (staging / "conversion.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
     return report
 
 

@@ -36,7 +36,7 @@ from magicpose.convert.safe_load import (
     write_safetensors_streaming,
 )
 from magicpose.errors import UserError
-from magicpose.paths import resolve_path
+from magicpose.paths import resolve_path, staged_folder
 
 UNET, ACM, POSE = "model.diffusion_model.", "appearance_control_model.", "pose_control_model."
 CONTROL, VAE, CLIP = "control_model.", "first_stage_model.", "cond_stage_model.transformer."
@@ -330,10 +330,7 @@ def convert_checkpoint(checkpoint: str | Path, out: str | Path, target: str = "m
             check_plan(cn_plan, targets)
             extra_plans.append(cn_plan)
 
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    try:
+    with staged_folder(out) as partial:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _write_all(plan, extra_plans, targets, partial, DTYPES[dtype], report, sd_folder, cn_folder)
@@ -351,12 +348,6 @@ def convert_checkpoint(checkpoint: str | Path, out: str | Path, target: str = "m
         _schedule_note(ckpt, partial, report)
         (partial / "conversion.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
         ckpt.close()
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return report
 
 
