@@ -3,6 +3,7 @@
 #   bash scripts/demo.sh                       tiny configs, random weights: runs on a CPU out of the box (noise out)
 #   bash scripts/demo.sh configs/magicpose/inference.yaml configs/followyourpose/inference.yaml   released weights
 #   bash scripts/demo.sh configs/magicpose/toy/demo.yaml    the toy model of `bash scripts/quickstart.sh`
+#   bash scripts/demo.sh configs/magicpose/toy/pretrained.yaml    the shipped toy model (pretrained_weights/toy)
 #   bash scripts/demo.sh CONFIG FYP_CONFIG --port 8080 --threads 1    any further `magicpose demo` option
 # Then open the printed address (http://127.0.0.1:7860 by default). `magicpose demo --help` explains each option.
 set -euo pipefail

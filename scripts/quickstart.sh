@@ -4,6 +4,7 @@
 # Writes outputs/quickstart/{animation.mp4,grid.mp4,metrics.json}; exits 1 if the learning check fails.
 #   bash scripts/quickstart.sh [--out DIR] [--no-check] [--help]
 #   QUICKSTART_FAST=1 bash scripts/quickstart.sh      # or --fast: same path, few steps (CI), no check
+#   bash scripts/quickstart.sh --pretrained           # no training: the shipped toy model (pretrained_weights/toy), < 1 min
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

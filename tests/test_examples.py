@@ -93,6 +93,21 @@ def test_shipped_skeleton_videos_match_their_generator(name):
         assert (frame[limbs].max(-1) > 100).mean() > 0.85, index
 
 
+def test_shipped_toy_examples_are_the_toy_worlds_held_out_dancers(tmp_path):
+    """example_data/image/toy/ and pose_sequence/toy/: what scripts/tools/make_examples.py writes from the toy world."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_examples", REPO / "scripts/tools/make_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_toy_examples(tmp_path)
+    for folder in ("example_data/image/toy", "example_data/pose_sequence/toy"):
+        expected = sorted((tmp_path / folder).iterdir())
+        assert [p.name for p in sorted((REPO / folder).iterdir())] == [p.name for p in expected]
+        for path in expected:
+            np.testing.assert_array_equal(np.asarray(Image.open(REPO / folder / path.name)), np.asarray(Image.open(path)))
+
+
 def test_shipped_files_are_small_and_not_ignored():
     files = [ASTRONAUT, *SEQUENCES.rglob("*.png"), *VIDEOS.glob("*.mp4")]
     assert sum(f.stat().st_size for f in files) < 2_000_000

@@ -20,6 +20,8 @@ EPILOG = """The CPU quickstart: toy data -> stage 1 -> stage 2 -> animate held-o
     QUICKSTART_TEMPORAL=1 bash scripts/quickstart.sh   # or --temporal: then stage 3, the motion module (~7 min more)
     bash scripts/quickstart.sh --temporal-only     # stage 3 alone, on the finished quickstart in OUT
     bash scripts/quickstart.sh --retarget-only     # the retargeting proof, on the finished quickstart in OUT
+    bash scripts/quickstart.sh --pretrained        # no training: the shipped toy model (pretrained_weights/toy)
+    bash scripts/train_toy.sh                      # (re-)train the shipped toy model: --toy-model --export
 
 Writes `OUT/` (default `outputs/quickstart/`): `animation.mp4` (the generated held-out clips side by side),
 `grid.mp4` (one row per held-out video: reference | pose | generated | ground truth, 4x enlarged),
@@ -54,13 +56,22 @@ motion from B's pose maps as they are and from B's keypoints retargeted onto A's
 extent error; paired gains and standard errors) and `OUT/retarget.mp4` shows reference | raw pose | generated |
 retargeted pose | generated | ground truth. Its check (enforced like the learning check): the mask IoU and the
 keypoint error improve by more than 3 standard errors.
+
+With `--pretrained [DIR]` nothing trains: the shipped toy model (`pretrained_weights/toy`, trained by
+`bash scripts/train_toy.sh`; its sha256 sums are checked) animates the same held-out dancers in under a minute and
+OUT (default `outputs/quickstart-pretrained/`) gets `animation.mp4`, `grid.mp4` and `metrics.json` with the same
+metrics, the toy model's targets (`magicpose.toy.shipped.toy_targets`: IoU gain >= 0.15, figure colour distance
+right/wrong reference <= 0.5, L1 and SSIM no worse than copying the reference) and its ablations (Image-CFG 1,
+appearance branch off, pose branch off). `--toy-model` trains that model's recipe (the `TOY_MODEL` scale, about
+2 hours on 2 CPU cores) instead of the quickstart's, and `--export DIR` writes a run's model as such a folder.
 """
 DESCRIPTION = EPILOG.split("\n\n")[0]
 
+OUT = Path("outputs/quickstart")
 # flags that override a field of the preset `Scale` (`--fast`: FAST, else FULL)
 SCALE_FLAGS = (
     "stage1_steps", "stage2_steps", "batch_size", "sampler_steps", "threads", "eval_videos", "eval_frames",
-    "guidance_scale", "stage3_steps", "clip_batch",
+    "guidance_scale", "stage3_steps", "clip_batch", "eval_every",
 )  # fmt: skip
 
 
@@ -72,7 +83,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
-    p.add_argument("--out", type=Path, default=Path("outputs/quickstart"), help="output folder")
+    p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT}; --pretrained: "
+                   "outputs/quickstart-pretrained)")
     p.add_argument(
         "--fast",
         action="store_true",
@@ -123,19 +135,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="only the retargeting proof (A animated with B's motion, raw vs retargeted), on the finished "
         "quickstart in --out",
     )
+    p.add_argument(
+        "--pretrained",
+        nargs="?",
+        type=Path,
+        const=Path("pretrained_weights/toy"),
+        help="no training: animate and evaluate with the shipped toy model (DIR, default pretrained_weights/toy)",
+    )
+    p.add_argument(
+        "--toy-model",
+        action="store_true",
+        help="train the shipped toy model's recipe (TOY_MODEL scale, ~2 h on 2 cores) instead of the quickstart's",
+    )
+    p.add_argument("--export", type=Path, help="after training: write the run's model as a shipped toy-model "
+                   "folder here (what bash scripts/train_toy.sh does with pretrained_weights/toy)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from magicpose.toy.quickstart import FAST, FULL, QuickstartOptions, check_passed, run_quickstart
+    from magicpose.errors import UserError
+    from magicpose.toy.quickstart import (
+        FAST,
+        FULL,
+        TOY_MODEL,
+        QuickstartOptions,
+        check_passed,
+        run_quickstart,
+    )
 
+    if args.pretrained is not None:
+        from magicpose.toy.shipped import run_pretrained
+
+        out = args.out if args.out != OUT else Path("outputs/quickstart-pretrained")
+        run_pretrained(out, args.pretrained, threads=args.threads or FULL.threads)
+        return 0
+    if args.export is not None and (args.temporal_only or args.retarget_only):
+        raise UserError("--export: only with a training run (not with --temporal-only or --retarget-only)")
     check = not args.fast if args.check is None else args.check
     overrides = {name: getattr(args, name) for name in SCALE_FLAGS if getattr(args, name) is not None}
     options = QuickstartOptions(
         out=args.out,
-        scale=replace(FAST if args.fast else FULL, **overrides),
+        scale=replace(FAST if args.fast else TOY_MODEL if args.toy_model else FULL, **overrides),
         fast=args.fast,
         check=check,
         min_iou_gain=args.min_iou_gain,
@@ -147,6 +189,12 @@ def run(args: argparse.Namespace) -> int:
         retarget_only=args.retarget_only,
     )
     record = run_quickstart(options)
+    if args.export is not None:
+        from magicpose.toy.shipped import ablation_table, export_toy_model, targets_text
+
+        shipped = export_toy_model(Path(options.out).resolve(), args.export, record)
+        print(f"\nexported to {args.export} (fp16; re-evaluated from the exported files):")
+        print(targets_text(shipped["targets"]) + "\n\n" + ablation_table(shipped["ablations"]))
     failed = [] if not check else [
         *(["learning check"] if not (args.temporal_only or args.retarget_only) and not check_passed(record["check"])
           else []),

@@ -45,9 +45,11 @@ The modules, each importing only the ones above it:
     metrics.py     toy-world metrics: figure masks, mask IoU, colour distances, `evaluate_toy`
     quickstart.py  the CPU quickstart (`magicpose quickstart`): toy data -> train -> animate -> evaluate
     retarget_proof.py  A animated with B's motion, raw vs retargeted, against A doing B (`--retarget-only`)
+    temporal.py    stage 2 vs stage 3 (the motion module) on the held-out dancers (`--temporal`)
+    shipped.py     the toy model in pretrained_weights/toy: targets, ablations, export, hashes (`--pretrained`)
 
 This package imports numpy only (OpenCV and the pose module load when a frame is drawn or written), so
-`magicpose toy-data --help` stays fast; `metrics`, `quickstart` and `retarget_proof` are not imported here.
+`magicpose toy-data --help` stays fast; `metrics`, `quickstart`, `retarget_proof`, `temporal` and `shipped` are not imported here.
 """
 
 from magicpose.toy.render import render_background, render_person

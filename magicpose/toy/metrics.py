@@ -10,7 +10,9 @@ or `T H W`). Everything is measured against the ground-truth frames of held-out 
   measures where the model painted something other than the reference's background.
 * appearance: `l1`, `psnr`, `ssim` (the TikTok protocol's metrics, `magicpose.eval.metrics`, in their
   `fixed` form: L1 on [0, 1], PSNR from a float MSE, grayscale SSIM with a 7x7 window) and
-  `colour_histogram_distance` (whole frame and figure only), `colour_distance` (per-channel Wasserstein-1).
+  `colour_histogram_distance` and `colour_distance` (per-channel Wasserstein-1), each on the whole frame and on
+  the figure only (the generated frame's extracted figure against the true one: do the clothes, skin and hair have
+  the reference's colours?).
 
 `evaluate_toy` compares the generated frames with two baselines: *copy the reference frame* (the reference's
 true mask and pixels as the prediction of every target frame) and *wrong reference* (the same pose sequence
@@ -47,8 +49,9 @@ PSNR_CAP = protocol_metrics.PSNR_CAP  # dB: identical frames (infinite PSNR) cou
 FIGURE_THRESHOLD_BAND = (30.0, 58.0)
 HIST_BINS = 8  # per channel: 8^3 colour cells
 
-METRICS = ("mask_iou", "l1", "psnr", "ssim", "colour_distance", "colour_hist", "figure_colour_hist")
-LOWER_IS_BETTER = frozenset({"l1", "colour_distance", "colour_hist", "figure_colour_hist"})
+METRICS = ("mask_iou", "l1", "psnr", "ssim", "colour_distance", "colour_hist", "figure_colour_distance",
+           "figure_colour_hist")
+LOWER_IS_BETTER = frozenset({"l1", "colour_distance", "colour_hist", "figure_colour_distance", "figure_colour_hist"})
 
 
 # ----- masks -------------------------------------------------------------------------------------------------
@@ -195,6 +198,7 @@ def frame_metrics(
         "ssim": ssim(pred, target),
         "colour_distance": colour_distance(pred, target),
         "colour_hist": colour_histogram_distance(pred, target),
+        "figure_colour_distance": colour_distance(pred, target, pred_mask, target_mask),
         "figure_colour_hist": colour_histogram_distance(pred, target, pred_mask, target_mask),
     }
 

@@ -52,6 +52,13 @@ class Scale:
     threads: int = 2
     stage3_steps: int = 600  # the motion module (--temporal): clips of eval_frames frames at eval_stride
     clip_batch: int = 2  # clips per stage-3 step
+    # the longer recipes (TOY_MODEL) only
+    ema_decay: float | None = None  # train.ema_decay of both stages (the exported pipeline holds the EMA weights)
+    reference_dropout: float = 0.0  # train.reference_dropout: what Image-CFG (guidance_scale > 1) needs
+    attention_top: bool = False  # reference attention at the top (32 px) UNet level too, not only at 16 and 8 px
+    timestep_spacing: str = "leading"  # the exported DDIM scheduler's (diffusers' name; "trailing" starts at t=999)
+    set_alpha_to_one: bool = False  # the DDIM scheduler's: True makes the last step return the model's x0 estimate
+    eval_every: int = 0  # stage 2: evaluate the held-out dancers every this many steps (metrics.json `curve`); 0: never
 
 
 FULL = Scale()
@@ -67,6 +74,17 @@ FAST = Scale(
     eval_stride=2,
     sampler_steps=2,
     stage3_steps=4,
+)
+# the shipped toy model's recipe (`bash scripts/train_toy.sh`, pretrained_weights/toy; README: the toy model)
+TOY_MODEL = Scale(
+    train_videos=320,
+    stage1_steps=400,
+    stage2_steps=6000,
+    ema_decay=0.999,
+    reference_dropout=0.1,
+    timestep_spacing="trailing",
+    set_alpha_to_one=True,
+    eval_every=1000,
 )
 
 
@@ -98,25 +116,75 @@ def prepare_out(out: Path) -> None:
     (out / MARKER).write_text("written by magicpose.quickstart; a re-run replaces this folder\n")
 
 
-def model_configs(folder: Path, widths: tuple[int, ...] | None) -> str:
-    """`configs/models/toy`, or a copy of it in `folder` with other UNet/ControlNet block widths."""
+def model_configs(folder: Path, scale: Scale) -> str:
+    """`configs/models/toy`, or a copy of it in `folder` with the scale's block widths, attention levels and
+    sampling timestep spacing."""
     source = REPO_ROOT / "configs" / "models" / "toy"
-    if widths is None:
+    if scale.widths is None and not scale.attention_top and scale.timestep_spacing == "leading" and \
+            not scale.set_alpha_to_one:
         return str(source)
     shutil.copytree(source, folder, dirs_exist_ok=True)
+
+    def edit(name: str, **fields: Any) -> None:
+        path = next((folder / name).glob("*config.json"))
+        path.write_text(json.dumps({**json.loads(path.read_text()), **fields}, indent=2) + "\n")
+
     for name in ("unet", "controlnet", "motion_adapter"):
-        path = folder / name / "config.json"
-        config = json.loads(path.read_text())
-        config["block_out_channels"] = list(widths)
-        path.write_text(json.dumps(config, indent=2) + "\n")
+        edit(name, **({"block_out_channels": list(scale.widths)} if scale.widths else {}))
+    if scale.attention_top:
+        edit("unet", down_block_types=["CrossAttnDownBlock2D"] * 3, up_block_types=["CrossAttnUpBlock2D"] * 3)
+        edit("controlnet", down_block_types=["CrossAttnDownBlock2D"] * 3)
+    sampler_config(folder / "scheduler", scale)
     return str(folder)
 
 
-def fit(config_file: str, overrides: list[str]) -> Path:
+def sampler_config(folder: Path, scale: Scale) -> None:
+    """Write the scale's sampling settings into a DDIM scheduler config folder (a pipeline's `scheduler/`)."""
+    path = next(folder.glob("*config.json"))
+    config = {**json.loads(path.read_text()), "timestep_spacing": scale.timestep_spacing,
+              "set_alpha_to_one": scale.set_alpha_to_one}
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def fit(config_file: str, overrides: list[str], callbacks: tuple[Any, ...] = ()) -> Path:
     from magicpose.config import FitConfig, load_config
     from magicpose.training.fit import run_fit
 
-    return run_fit(load_config([config_file], overrides, schema=FitConfig))
+    return run_fit(load_config([config_file], overrides, schema=FitConfig), callbacks=callbacks)
+
+
+def held_out_curve(every: int, videos: list[dict], scale: Scale) -> Any:
+    """A Lightning callback that evaluates the training module's (EMA) pipeline on `videos` every `every` steps and
+    keeps one row of headline numbers per evaluation in `.rows` (printed too): the learning curve."""
+    from magicpose.training.callbacks import PeriodicSamples
+
+    class HeldOutCurve(PeriodicSamples):
+        what = "held-out evaluations"
+
+        def __init__(self) -> None:
+            super().__init__(every)
+            self.rows: list[dict[str, float]] = []
+
+        def sample(self, trainer: Any, module: Any, step: int) -> None:
+            metrics, _ = evaluate_pipeline(module.pipeline(use_ema=True), videos, scale)
+            self.rows.append({"step": step, **headline(metrics)})
+            print(f"[quickstart] held-out at stage-2 step {step}: " +
+                  ", ".join(f"{k} {v:.4g}" for k, v in self.rows[-1].items() if k != "step"), flush=True)
+
+    return HeldOutCurve()
+
+
+def headline(metrics: dict) -> dict[str, float]:
+    """The numbers the toy world's targets are about, from `evaluate_toy` metrics."""
+    gen, copy, wrong = metrics["generated"], metrics["copy_reference"], metrics.get("wrong_reference")
+    return {
+        "mask_iou_gain": metrics["mask_iou_gain"]["mean"], "mask_iou_gain_stderr": metrics["mask_iou_gain"]["stderr"],
+        "mask_iou": gen["mask_iou"], "l1": gen["l1"], "l1_copy_reference": copy["l1"], "ssim": gen["ssim"],
+        "ssim_copy_reference": copy["ssim"],
+        "colour_ratio": gen["colour_distance"] / wrong["colour_distance"] if wrong else float("nan"),
+        "figure_colour_ratio": gen["figure_colour_distance"] / wrong["figure_colour_distance"] if wrong else
+        float("nan"),
+    }  # fmt: skip
 
 
 def load_video(root: Path, video: str, frames: int, stride: int) -> dict[str, np.ndarray]:
@@ -135,14 +203,15 @@ def load_video(root: Path, video: str, frames: int, stride: int) -> dict[str, np
 
 
 def generate(
-    pipe: Any, reference: np.ndarray, poses: np.ndarray, steps: int, seed: int, guidance_scale: float = 1.0,
-    shared_noise: bool = True,
+    pipe: Any, reference: np.ndarray | None, poses: np.ndarray, steps: int, seed: int, guidance_scale: float = 1.0,
+    shared_noise: bool = True, **call_kwargs: Any,
 ) -> np.ndarray:
+    """One video (`T H W 3` uint8) of `reference` (None: the appearance branch off) following `poses`."""
     import torch
     from PIL import Image
 
     frames = pipe(
-        Image.fromarray(reference),
+        None if reference is None else Image.fromarray(reference),
         [Image.fromarray(p) for p in poses],
         num_inference_steps=steps,
         guidance_scale=guidance_scale,
@@ -150,47 +219,68 @@ def generate(
         generator=torch.Generator().manual_seed(seed),
         shared_noise=shared_noise,
         output_type="np",
+        **call_kwargs,
     ).frames[0]
     return np.rint(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def animate_and_evaluate(out: Path, data: Path, pipeline_dir: Path, scale: Scale) -> tuple[dict, list[dict]]:
+def load_pipeline(pipeline_dir: Path) -> Any:
+    """A pixel-space MagicPosePipeline folder (float32, progress bars off)."""
     from magicpose.models.components import ModelSpec
     from magicpose.pipelines.magicpose import MagicPosePipeline
-    from magicpose.toy.metrics import evaluate_toy, toy_background, toy_identities
 
-    pipe = MagicPosePipeline.from_spec(
-        ModelSpec(components=None, pretrained=str(pipeline_dir), pixel_space=True)
-    )
+    pipe = MagicPosePipeline.from_spec(ModelSpec(components=None, pretrained=str(pipeline_dir), pixel_space=True))
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def animate_and_evaluate(out: Path, data: Path, pipeline_dir: Path, scale: Scale) -> tuple[dict, list[dict]]:
+    """Load the pipeline folder `pipeline_dir` and `evaluate_pipeline` it on the held-out dancers of `data`."""
+    return evaluate_pipeline(load_pipeline(pipeline_dir), eval_videos(data, scale), scale)
+
+
+def eval_videos(data: Path, scale: Scale) -> list[dict]:
+    """The first `scale.eval_videos` held-out dancers of `data`: frame 0 the reference (not evaluated), then
+    `scale.eval_frames` frames at `scale.eval_stride` with their pose maps and masks, and the re-rendered
+    background the figure is segmented against."""
+    from magicpose.toy.metrics import toy_background, toy_identities
+
     identities = toy_identities(data, "test")
-    names = sorted(identities)[: scale.eval_videos]
     videos = []
-    for name in names:
+    for name in sorted(identities)[: scale.eval_videos]:
         v = load_video(data, name, scale.eval_frames + 1, scale.eval_stride)
         v["reference"], v["reference_mask"] = v["target"][0], v["target_mask"][0]  # frame 0; not evaluated
         v.update({key: v[key][1:] for key in ("target", "target_mask", "pose")})
         v["background"] = toy_background(identities[name], scale.size)
+        v["name"] = name
         videos.append(v)
+    return videos
+
+
+def evaluate_pipeline(
+    pipe: Any, videos: list[dict], scale: Scale, wrong_reference: bool = True, reference_off: bool = False,
+    call_kwargs: dict[str, Any] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Animate each video's poses from its reference (seed = its index; `reference_off`: from none) and, with
+    `wrong_reference`, from the next video's reference (the wrong-reference baseline, same seed); `evaluate_toy`
+    the lot. `call_kwargs` go to the pipeline call. Returns the metrics and the videos (new dicts) with
+    `generated` (and `wrong_generated`) added."""
+    from magicpose.toy.metrics import evaluate_toy
+
+    videos = [dict(v) for v in videos]
+
+    def animate(reference: np.ndarray | None, poses: np.ndarray, seed: int) -> np.ndarray:
+        return generate(pipe, None if reference_off else reference, poses, scale.sampler_steps, seed=seed,
+                        guidance_scale=scale.guidance_scale, shared_noise=scale.shared_noise, **(call_kwargs or {}))
+
     for i, v in enumerate(videos):
-        v["generated"] = generate(
-            pipe, v["reference"], v["pose"], scale.sampler_steps, seed=i, guidance_scale=scale.guidance_scale,
-            shared_noise=scale.shared_noise,
-        )
-        if len(videos) > 1:  # the same poses (and noise) from the next held-out dancer's reference
-            other = (i + 1) % len(videos)
-            v["wrong_generated"] = generate(
-                pipe,
-                videos[other]["reference"],
-                v["pose"],
-                scale.sampler_steps,
-                seed=i,
-                guidance_scale=scale.guidance_scale,
-                shared_noise=scale.shared_noise,
-            )
-            v["wrong_background"] = videos[other]["background"]
+        v["generated"] = animate(v["reference"], v["pose"], i)
+        if wrong_reference and len(videos) > 1:  # the same poses (and noise) from the next dancer's reference
+            other = videos[(i + 1) % len(videos)]
+            v["wrong_generated"] = animate(other["reference"], v["pose"], i)
+            v["wrong_background"] = other["background"]
     metrics = evaluate_toy(videos)
-    metrics["videos"] = names
+    metrics["videos"] = [v["name"] for v in videos]
     return metrics, videos
 
 
@@ -253,7 +343,7 @@ def stage3_overrides(out: Path, scale: Scale, stage2_pipeline: Path) -> list[str
         f"data.root={out / 'data'}",
         f"data.size={scale.size}",
         f"inference.size={scale.size}",
-        f"model.components={model_configs(out / 'model', scale.widths)}",
+        f"model.components={model_configs(out / 'model', scale)}",
         f"model.pretrained={stage2_pipeline}",
         f"run_dir={out / 'runs' / 'stage3'}",
         f"train.max_steps={scale.stage3_steps}",
@@ -327,8 +417,6 @@ def run_retarget_only(options: QuickstartOptions) -> dict[str, Any]:
     model and scale (`threads` from `options.scale`); adds `retarget` to its metrics.json, writes retarget.mp4."""
     import torch
 
-    from magicpose.models.components import ModelSpec
-    from magicpose.pipelines.magicpose import MagicPosePipeline
     from magicpose.toy.retarget_proof import retarget_proof, retarget_table
 
     out = Path(options.out).resolve()
@@ -340,10 +428,7 @@ def run_retarget_only(options: QuickstartOptions) -> dict[str, Any]:
     torch.set_num_threads(scale.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
     start = time.perf_counter()
-    pipe = MagicPosePipeline.from_spec(
-        ModelSpec(components=None, pretrained=str(out / "runs" / "stage2" / "pipeline"), pixel_space=True)
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_pipeline(out / "runs" / "stage2" / "pipeline")
     record["retarget"] = retarget_proof(pipe, out / "data", scale, out)
     record["retarget"]["seconds"] = round(time.perf_counter() - start, 1)
     (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -426,13 +511,17 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
         f"data.size={scale.size}",
         f"inference.size={scale.size}",
         f"data.batch_size={scale.batch_size}",
-        f"model.components={model_configs(out / 'model', scale.widths)}",
+        f"model.components={model_configs(out / 'model', scale)}",
+        f"train.reference_dropout={scale.reference_dropout}",
+        *([f"train.ema_decay={scale.ema_decay}"] if scale.ema_decay else []),
     ]
     stage1 = fit(
         STAGE1_CONFIG,
         [*common, f"run_dir={out / 'runs' / 'stage1'}", f"train.max_steps={scale.stage1_steps}"],
     )
     t = lap("stage 1", t)
+    # the held-out curve samples as the exported pipeline will (its timestep spacing), not as the training config's
+    curve = held_out_curve(scale.eval_every, eval_videos(data, scale), scale) if scale.eval_every else None
     stage2 = fit(
         STAGE2_CONFIG,
         [
@@ -442,6 +531,7 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
             f"model.paths.appearance_unet={stage1 / 'pipeline' / 'appearance_unet'}",
             f"model.paths.unet={stage1 / 'pipeline' / 'unet'}",
         ],
+        callbacks=(curve,) if curve else (),
     )
     t = lap("stage 2", t)
     metrics, videos = animate_and_evaluate(out, data, stage2 / "pipeline", scale)
@@ -453,12 +543,15 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
     check = learning_check(metrics, options.min_iou_gain, options.min_iou_gain_se, options.max_colour_ratio)
     record = {
         "scale": asdict(scale),
+        "seed": options.seed,
         "fast": options.fast,
         "check_enforced": options.check,
         "seconds": times,
         "metrics": metrics,
         "check": check,
     }
+    if curve is not None:
+        record["curve"] = curve.rows
     if temporal is not None:
         record["temporal"] = temporal
     (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")

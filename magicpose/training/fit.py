@@ -16,6 +16,7 @@ import torch
 
 from magicpose.config import FitConfig, FypFitConfig, to_yaml
 from magicpose.errors import UserError
+from magicpose.paths import staged_folder
 from magicpose.training.base import DiffusionTraining
 
 AnyFitConfig = FitConfig | FypFitConfig
@@ -76,9 +77,9 @@ def training_module(config: AnyFitConfig) -> type[DiffusionTraining]:
     return MagicPoseTraining
 
 
-def run_fit(config: AnyFitConfig, resume: bool = False) -> Path:
+def run_fit(config: AnyFitConfig, resume: bool = False, callbacks: tuple[pl.Callback, ...] = ()) -> Path:
     """Train one stage of either system; the run folder gets config.yaml, checkpoints/, weights/step-N/, tb/,
-    samples/ (MagicPose) and, at the end, pipeline/."""
+    samples/ (MagicPose) and, at the end, pipeline/. `callbacks`: more Lightning callbacks (e.g. an evaluation)."""
     from magicpose.convert.cache import convert_sources
     from magicpose.training.callbacks import Throughput, TrainedWeights
 
@@ -91,6 +92,7 @@ def run_fit(config: AnyFitConfig, resume: bool = False) -> Path:
     callbacks: list[pl.Callback] = [
         TrainedWeights(run_dir / "weights", config.train.checkpoint_every, config.train.keep_last),
         Throughput(config.train.log_every, config.data.batch_size),
+        *callbacks,
     ]
     return fit_and_export(config, module, run_dir, ckpt, callbacks)
 
@@ -110,11 +112,6 @@ def fit_and_export(config: AnyFitConfig, module: DiffusionTraining, run_dir: Pat
 
 def export_pipeline(module: DiffusionTraining, folder: Path) -> None:
     """The final pipeline folder (EMA weights if enabled), for `magicpose animate` / `magicpose fyp-sample`."""
-    partial = folder.with_name(folder.name + ".partial")
-    module.pipeline(use_ema=True).save_pretrained(partial, safe_serialization=True)
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    partial.rename(folder)
+    with staged_folder(folder) as partial:
+        module.pipeline(use_ema=True).save_pretrained(partial, safe_serialization=True)
 

@@ -8,6 +8,8 @@ Writes, in the original repositories' layouts:
   example_data/image/out-of-domain/astronaut.png   scikit-image's NASA astronaut photograph (public domain)
   example_data/pose_sequence/<id>/NNNN.png         OpenPose maps (MagicPose), magicpose.pose.examples.POSE_SEQUENCES
   pose_example/<name>.mp4                          mmpose-style skeleton videos (Follow-Your-Pose), SKELETON_VIDEOS
+  example_data/image/toy/dancer_N.png              toy-world references (32 px): the quickstart's held-out dancers
+  example_data/pose_sequence/toy/NNNN.png          toy-world pose maps (32 px): held-out dancer 4's dance
 tests/test_examples.py checks that the shipped files equal what this writes.
 """
 
@@ -37,6 +39,32 @@ def write_pose_sequence(folder: Path, name: str) -> None:
         write_png(folder / f"{index:04d}.png", pose_map)
 
 
+TOY_REFERENCES = 4  # held-out dancers 0-3 (reference = their first frame); the pose maps are dancer 4's dance
+
+
+def write_toy_examples(root: Path) -> list[Path]:
+    """References and a pose sequence from the toy world's held-out split (seed 0, as the quickstart's): what the
+    shipped toy model (pretrained_weights/toy) animates."""
+    import shutil
+    import tempfile
+
+    from magicpose.toy import generate_toy_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_toy_dataset(tmp, 1, TOY_REFERENCES + 1, 48, 32, 0)
+        videos = sorted(p.name for p in (Path(tmp) / "test_set").iterdir())
+        images = root / "example_data/image/toy"
+        for index, video in enumerate(videos[:TOY_REFERENCES]):
+            images.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sorted((Path(tmp) / "test_set" / video).glob("*.png"))[0], images / f"dancer_{index}.png")
+        poses = root / "example_data/pose_sequence/toy"
+        shutil.rmtree(poses, ignore_errors=True)
+        poses.mkdir(parents=True)
+        for index, frame in enumerate(sorted((Path(tmp) / "pose_map_test_set" / videos[-1]).glob("*.png")), 1):
+            shutil.copyfile(frame, poses / f"{index:04d}.png")
+    return [images, poses]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=REPO, help="where to write (default: the repository)")
@@ -59,6 +87,7 @@ def main() -> None:
     for name in SKELETON_VIDEOS:
         written.append(root / "pose_example" / f"{name}.mp4")
         write_video(written[-1], skeleton_video_frames(name), VIDEO_FPS)
+    written += write_toy_examples(root)
     for path in written:
         size = sum(p.stat().st_size for p in path.glob("*")) if path.is_dir() else path.stat().st_size
         print(f"{size / 1024:8.1f} KiB  {path}")
