@@ -64,9 +64,9 @@ def test_pair_inputs_match_the_dataset_and_the_ground_truth(data):
 def test_retarget_proof_smoke_on_a_random_tiny_pipeline(data, tmp_path):
     from magicpose.models.components import ModelSpec
     from magicpose.pipelines.magicpose import MagicPosePipeline
-    from magicpose.toy.quickstart import model_configs
+    from magicpose.toy.quickstart import FULL, model_configs
 
-    components = model_configs(tmp_path / "model", (16, 32, 64))
+    components = model_configs(tmp_path / "model", FULL)  # widths 16, 32, 64
     tokenizer = str(REPO / "configs/models/sd15/tokenizer")
     pipe = MagicPosePipeline.from_spec(
         ModelSpec(components=components, pretrained=None, pixel_space=True, paths={"tokenizer": tokenizer})
