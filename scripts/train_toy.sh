@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the toy model shipped in pretrained_weights/toy/ (about 2 hours on 2 CPU cores): the quickstart's path
+# Train the toy model shipped in pretrained_weights/toy/ (about an hour on 2 CPU cores: 64 min here): the quickstart's path
 # (toy data -> stage 1 -> stage 2 -> animate held-out dancers -> evaluate) at the TOY_MODEL scale of
 # magicpose/toy/quickstart.py, then export it (fp16 safetensors, metrics.json with targets and ablations, SHA256SUMS).
 #   bash scripts/train_toy.sh                        # writes outputs/toy-model/ and replaces pretrained_weights/toy/

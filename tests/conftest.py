@@ -19,6 +19,20 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "magicpose" / "tiny.yaml"
 
 
+def require_pose_env(what: str) -> Path:
+    """The pose environment's python (.venv-pose, or $MAGICPOSE_POSE_VENV as for setup_pose.sh); without it the test
+    is skipped, or fails under CI (scripts/test.sh sets the environment up, so there it must exist)."""
+    from magicpose.commands.pose_env import pose_python
+
+    python = pose_python()
+    if not python.exists():
+        message = f"{python} missing: run `bash scripts/setup_pose.sh`"
+        if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
+            pytest.fail(f"CI must test {what}: {message}")
+        pytest.skip(message)
+    return python
+
+
 def tiny_spec(**kwargs):
     from magicpose.config import ModelSpec
 

@@ -28,7 +28,15 @@ from magicpose.demo.uploads import load_reference, pose_source, raw_video
 from magicpose.errors import UserError
 from magicpose.media import write_video
 
-from .conftest import REPO, TINY_CONFIG, random_image, stick_pose, tiny_spec, wake_controlnet
+from .conftest import (
+    REPO,
+    TINY_CONFIG,
+    random_image,
+    require_pose_env,
+    stick_pose,
+    tiny_spec,
+    wake_controlnet,
+)
 
 gr = pytest.importorskip("gradio")
 from magicpose.demo import app as demo_app  # noqa: E402 - needs gradio
@@ -539,14 +547,7 @@ def test_demo_command_errors_are_one_line(monkeypatch, capsys):
 # ----- a raw video through the pose environment ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pose_env():
-    import os
-
-    from magicpose.commands.pose_env import pose_python
-
-    if not pose_python().exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{pose_python()} missing under CI: scripts/test.sh runs scripts/setup_pose.sh")
-        pytest.skip("no .venv-pose (bash scripts/setup_pose.sh)")
+    return require_pose_env("a raw video through the demo's pose extraction")
 
 
 def test_a_raw_video_is_animated_through_pose_extraction(pose_env, session, tmp_path):

@@ -7,20 +7,18 @@ backend tests of test_pose_extract.py. The missing-environment error is tested e
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from magicpose.cli import build_parser, main
-from magicpose.commands.pose_env import pose_python
 from magicpose.media import count_frames, write_video
 from magicpose.pose.extract import write_pose
 from magicpose.pose.mmpose import render_mmpose
 from magicpose.pose.openpose import PersonKeypoints, PoseFrame, read_keypoints_json
 
-from .conftest import REPO
+from .conftest import REPO, require_pose_env
 
 TINY = REPO / "configs/followyourpose/tiny.yaml"
 PALETTE = {(0, 0, 0), (255, 153, 51), (0, 255, 0), (0, 128, 255)}
@@ -78,12 +76,7 @@ def test_missing_pose_env_is_one_line_naming_setup_and_skeleton(astronaut_video,
 
 @pytest.fixture(scope="module")
 def pose_env():
-    python = pose_python()  # .venv-pose, or $MAGICPOSE_POSE_VENV as for setup_pose.sh
-    if not python.exists():
-        message = f"{python} missing: run `bash scripts/setup_pose.sh`"
-        if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
-            pytest.fail(f"CI must test fyp-sample --video: {message}")
-        pytest.skip(message)
+    return require_pose_env("fyp-sample --video")
 
 
 def test_fyp_sample_video_extracts_mmpose_skeleton_then_samples(pose_env, astronaut_video, tmp_path, capsys):

@@ -7,18 +7,16 @@ test skips without the pose environment, and fails under CI, like test_fyp_video
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from magicpose.cli import main
-from magicpose.commands.pose_env import pose_python
 from magicpose.pose.openpose import read_keypoints_json, render_pose, write_keypoints_json
 from magicpose.pose.retarget import retarget_frames
 
-from .conftest import TINY_CONFIG
+from .conftest import TINY_CONFIG, require_pose_env
 from .test_retarget import A, B, write_inputs
 
 
@@ -101,12 +99,7 @@ def test_retargeted_maps_are_the_retargeted_keypoints_drawn_for_the_square(files
 
 @pytest.fixture(scope="module")
 def pose_env():
-    python = pose_python()
-    if not python.exists():
-        message = f"{python} missing: run `bash scripts/setup_pose.sh`"
-        if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
-            pytest.fail(f"CI must test posing a reference image: {message}")
-        pytest.skip(message)
+    return require_pose_env("posing a reference image")
 
 
 def test_a_reference_image_is_posed_in_the_pose_environment(pose_env, files, tmp_path, capsys):

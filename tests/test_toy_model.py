@@ -55,7 +55,6 @@ def test_a_damaged_or_missing_file_is_refused_in_one_line(tmp_path):
 def test_shipped_model_beats_copying_the_reference_on_a_held_out_frame(tmp_path):
     """The first held-out dancer, its last evaluated frame (40 source frames after the reference), sampled as the
     shipped metrics were: the generated figure overlaps the true one better than the reference frame's figure."""
-    torch.set_num_threads(2)
     pipe, shipped = load_toy_model()
     scale = recorded_scale(shipped)
     generate_toy_dataset(tmp_path / "data", 1, 1, scale.frames, scale.size, 0)  # held-out dancers: seed only

@@ -63,11 +63,12 @@ OUT (default `outputs/quickstart-pretrained/`) gets `animation.mp4`, `grid.mp4` 
 metrics, the toy model's targets (`magicpose.toy.shipped.toy_targets`: IoU gain >= 0.15, figure colour distance
 right/wrong reference <= 0.5, L1 and SSIM no worse than copying the reference) and its ablations (Image-CFG 1,
 appearance branch off, pose branch off). `--toy-model` trains that model's recipe (the `TOY_MODEL` scale, about
-2 hours on 2 CPU cores) instead of the quickstart's, and `--export DIR` writes a run's model as such a folder.
+an hour on 2 CPU cores: 64 min here) instead of the quickstart's, and `--export DIR` writes a run's model as such a folder.
 """
 DESCRIPTION = EPILOG.split("\n\n")[0]
 
 OUT = Path("outputs/quickstart")
+PRETRAINED_OUT = Path("outputs/quickstart-pretrained")  # never the from-scratch run's folder
 # flags that override a field of the preset `Scale` (`--fast`: FAST, else FULL)
 SCALE_FLAGS = (
     "stage1_steps", "stage2_steps", "batch_size", "sampler_steps", "threads", "eval_videos", "eval_frames",
@@ -83,8 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
-    p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT}; --pretrained: "
-                   "outputs/quickstart-pretrained)")
+    p.add_argument("--out", type=Path, help=f"output folder (default {OUT}; with --pretrained: {PRETRAINED_OUT})")
     p.add_argument(
         "--fast",
         action="store_true",
@@ -145,7 +145,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--toy-model",
         action="store_true",
-        help="train the shipped toy model's recipe (TOY_MODEL scale, ~2 h on 2 cores) instead of the quickstart's",
+        help="train the shipped toy model's recipe (TOY_MODEL scale, ~1 h on 2 cores) instead of the quickstart's",
     )
     p.add_argument("--export", type=Path, help="after training: write the run's model as a shipped toy-model "
                    "folder here (what bash scripts/train_toy.sh does with pretrained_weights/toy)")
@@ -168,15 +168,14 @@ def run(args: argparse.Namespace) -> int:
     if args.pretrained is not None:
         from magicpose.toy.shipped import run_pretrained
 
-        out = args.out if args.out != OUT else Path("outputs/quickstart-pretrained")
-        run_pretrained(out, args.pretrained, threads=args.threads or FULL.threads)
+        run_pretrained(args.out or PRETRAINED_OUT, args.pretrained, threads=args.threads or FULL.threads)
         return 0
     if args.export is not None and (args.temporal_only or args.retarget_only):
         raise UserError("--export: only with a training run (not with --temporal-only or --retarget-only)")
     check = not args.fast if args.check is None else args.check
     overrides = {name: getattr(args, name) for name in SCALE_FLAGS if getattr(args, name) is not None}
     options = QuickstartOptions(
-        out=args.out,
+        out=args.out or OUT,
         scale=replace(FAST if args.fast else TOY_MODEL if args.toy_model else FULL, **overrides),
         fast=args.fast,
         check=check,

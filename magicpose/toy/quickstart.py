@@ -55,7 +55,6 @@ class Scale:
     # the longer recipes (TOY_MODEL) only
     ema_decay: float | None = None  # train.ema_decay of both stages (the exported pipeline holds the EMA weights)
     reference_dropout: float = 0.0  # train.reference_dropout: what Image-CFG (guidance_scale > 1) needs
-    attention_top: bool = False  # reference attention at the top (32 px) UNet level too, not only at 16 and 8 px
     timestep_spacing: str = "leading"  # the exported DDIM scheduler's (diffusers' name; "trailing" starts at t=999)
     set_alpha_to_one: bool = False  # the DDIM scheduler's: True makes the last step return the model's x0 estimate
     eval_every: int = 0  # stage 2: evaluate the held-out dancers every this many steps (metrics.json `curve`); 0: never
@@ -117,33 +116,24 @@ def prepare_out(out: Path) -> None:
 
 
 def model_configs(folder: Path, scale: Scale) -> str:
-    """`configs/models/toy`, or a copy of it in `folder` with the scale's block widths, attention levels and
-    sampling timestep spacing."""
-    source = REPO_ROOT / "configs" / "models" / "toy"
-    if scale.widths is None and not scale.attention_top and scale.timestep_spacing == "leading" and \
-            not scale.set_alpha_to_one:
-        return str(source)
-    shutil.copytree(source, folder, dirs_exist_ok=True)
-
-    def edit(name: str, **fields: Any) -> None:
-        path = next((folder / name).glob("*config.json"))
-        path.write_text(json.dumps({**json.loads(path.read_text()), **fields}, indent=2) + "\n")
-
-    for name in ("unet", "controlnet", "motion_adapter"):
-        edit(name, **({"block_out_channels": list(scale.widths)} if scale.widths else {}))
-    if scale.attention_top:
-        edit("unet", down_block_types=["CrossAttnDownBlock2D"] * 3, up_block_types=["CrossAttnUpBlock2D"] * 3)
-        edit("controlnet", down_block_types=["CrossAttnDownBlock2D"] * 3)
+    """A copy of `configs/models/toy` in `folder` with the scale's block widths (if set) and sampling settings."""
+    shutil.copytree(REPO_ROOT / "configs" / "models" / "toy", folder, dirs_exist_ok=True)
+    if scale.widths:
+        for name in ("unet", "controlnet", "motion_adapter"):
+            edit_config(folder / name, block_out_channels=list(scale.widths))
     sampler_config(folder / "scheduler", scale)
     return str(folder)
 
 
+def edit_config(folder: Path, **fields: Any) -> None:
+    """Set `fields` in the `*config.json` of a component folder."""
+    path = next(folder.glob("*config.json"))
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}, indent=2) + "\n")
+
+
 def sampler_config(folder: Path, scale: Scale) -> None:
     """Write the scale's sampling settings into a DDIM scheduler config folder (a pipeline's `scheduler/`)."""
-    path = next(folder.glob("*config.json"))
-    config = {**json.loads(path.read_text()), "timestep_spacing": scale.timestep_spacing,
-              "set_alpha_to_one": scale.set_alpha_to_one}
-    path.write_text(json.dumps(config, indent=2) + "\n")
+    edit_config(folder, timestep_spacing=scale.timestep_spacing, set_alpha_to_one=scale.set_alpha_to_one)
 
 
 def fit(config_file: str, overrides: list[str], callbacks: tuple[Any, ...] = ()) -> Path:
@@ -181,10 +171,14 @@ def headline(metrics: dict) -> dict[str, float]:
         "mask_iou_gain": metrics["mask_iou_gain"]["mean"], "mask_iou_gain_stderr": metrics["mask_iou_gain"]["stderr"],
         "mask_iou": gen["mask_iou"], "l1": gen["l1"], "l1_copy_reference": copy["l1"], "ssim": gen["ssim"],
         "ssim_copy_reference": copy["ssim"],
-        "colour_ratio": gen["colour_distance"] / wrong["colour_distance"] if wrong else float("nan"),
-        "figure_colour_ratio": gen["figure_colour_distance"] / wrong["figure_colour_distance"] if wrong else
-        float("nan"),
+        "colour_ratio": _ratio(gen, wrong, "colour_distance"),
+        "figure_colour_ratio": _ratio(gen, wrong, "figure_colour_distance"),
     }  # fmt: skip
+
+
+def _ratio(right: dict, wrong: dict | None, key: str) -> float:
+    """right[key] / wrong[key]; nan without a wrong-reference baseline (or a zero one)."""
+    return right[key] / wrong[key] if wrong and wrong.get(key) else float("nan")
 
 
 def load_video(root: Path, video: str, frames: int, stride: int) -> dict[str, np.ndarray]:
@@ -301,10 +295,9 @@ def write_videos(out: Path, videos: list[dict], fps: float = 8.0) -> None:
 
 
 def learning_check(metrics: dict, min_iou_gain: float, min_iou_gain_se: float, max_colour_ratio: float) -> dict:
-    gen, wrong = metrics["generated"], metrics.get("wrong_reference", {})
     gain = metrics["mask_iou_gain"]
     clear = gain["mean"] >= min_iou_gain and gain["mean"] >= min_iou_gain_se * gain["stderr"]
-    ratio = gen["colour_distance"] / wrong["colour_distance"] if wrong.get("colour_distance") else float("nan")
+    ratio = headline(metrics)["colour_ratio"]
     return {
         "pose_following": {
             "iou_gain": gain["mean"],
@@ -520,7 +513,7 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
         [*common, f"run_dir={out / 'runs' / 'stage1'}", f"train.max_steps={scale.stage1_steps}"],
     )
     t = lap("stage 1", t)
-    # the held-out curve samples as the exported pipeline will (its timestep spacing), not as the training config's
+    # the held-out curve samples as the exported pipeline will (the scale's sampler settings, in the scheduler config)
     curve = held_out_curve(scale.eval_every, eval_videos(data, scale), scale) if scale.eval_every else None
     stage2 = fit(
         STAGE2_CONFIG,
